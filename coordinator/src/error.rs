@@ -1,0 +1,56 @@
+//! The coordinator's one error type and its single mapping to gRPC status.
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The search spec is unreadable or holds an impossible value; `field` is its dotted path.
+    #[error("spec: `{field}` {reason}")]
+    Spec { field: String, reason: String },
+    #[error("spec file {path}: {reason}")]
+    SpecFile { path: String, reason: String },
+    /// A worker sent something that cannot be right (unknown trial, wrong attempt, bad field).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Convert(#[from] lrsweep_proto::ConvertError),
+    #[error("unknown worker `{0}`")]
+    UnknownWorker(String),
+    #[error("cannot serve: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("the sweep was shut down")]
+    ShuttingDown,
+}
+
+impl CoordinatorError {
+    pub fn spec(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CoordinatorError::Spec {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        CoordinatorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<CoordinatorError> for tonic::Status {
+    fn from(e: CoordinatorError) -> Self {
+        match e {
+            CoordinatorError::InvalidRequest(_) | CoordinatorError::Spec { .. } => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
+            CoordinatorError::Convert(c) => c.into(),
+            CoordinatorError::UnknownWorker(_) => tonic::Status::not_found(e.to_string()),
+            CoordinatorError::ShuttingDown => tonic::Status::unavailable(e.to_string()),
+            other => tonic::Status::internal(other.to_string()),
+        }
+    }
+}
