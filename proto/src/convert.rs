@@ -49,7 +49,10 @@ impl TryFrom<v1::AssignTrial> for TrialAssignment {
 
     fn try_from(m: v1::AssignTrial) -> Result<Self, Self::Error> {
         if !(m.lr.is_finite() && m.lr > 0.0) {
-            return Err(invalid("lr", format!("{} is not a positive finite rate", m.lr)));
+            return Err(invalid(
+                "lr",
+                format!("{} is not a positive finite rate", m.lr),
+            ));
         }
         if m.steps == 0 {
             return Err(invalid("steps", "must be at least 1"));
@@ -64,7 +67,10 @@ impl TryFrom<v1::AssignTrial> for TrialAssignment {
         if s.replicates == 0 || s.replicate >= s.replicates {
             return Err(invalid(
                 "subset.replicate",
-                format!("replicate {} of {} does not exist", s.replicate, s.replicates),
+                format!(
+                    "replicate {} of {} does not exist",
+                    s.replicate, s.replicates
+                ),
             ));
         }
         let trainer: TrainerConfig = serde_json::from_str(&m.trainer_json)
@@ -108,7 +114,10 @@ impl TryFrom<v1::TracePoint> for TracePoint {
             return Err(invalid("points.step", "steps count from 1"));
         }
         if !(p.lr.is_finite() && p.lr >= 0.0) {
-            return Err(invalid("points.lr", format!("{} is not a finite rate", p.lr)));
+            return Err(invalid(
+                "points.lr",
+                format!("{} is not a finite rate", p.lr),
+            ));
         }
         Ok(TracePoint {
             step: p.step,
@@ -158,7 +167,9 @@ mod tests {
                 replicates: 2,
             },
             trainer: TrainerConfig {
-                model: ModelSpec::Mlp { hidden: vec![16, 8] },
+                model: ModelSpec::Mlp {
+                    hidden: vec![16, 8],
+                },
                 ..TrainerConfig::default()
             },
         }

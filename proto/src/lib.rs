@@ -3,6 +3,7 @@
 //!
 //! Coordinator and worker depend on this crate and never on each other.
 
+pub mod cli;
 pub mod convert;
 pub mod domain;
 

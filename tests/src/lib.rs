@@ -1,1 +1,152 @@
+//! A test cluster of real processes on loopback: one coordinator on an ephemeral port and any
+//! number of workers, with their JSON logs captured for assertions.
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lrsweep-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process whose JSON stderr lines are collected as they come.
+pub struct Proc {
+    pub child: Child,
+    pub logs: Logs,
+}
+
+impl Proc {
+    /// Starts `bin` with `--log-format json`; stdout is piped for `wait_output`.
+    pub fn spawn(bin: &str, args: &[&str]) -> (Proc, mpsc::Receiver<serde_json::Value>) {
+        let mut child = Command::new(bin)
+            .args(args)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs: Logs = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => {
+                        let _ = tx.send(v.clone());
+                        sink.lock().unwrap().push(v);
+                    }
+                    // Not JSON: a message printed outside tracing (an error on exit).
+                    Err(_) => sink
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::json!({ "raw": line })),
+                }
+            }
+        });
+        (Proc { child, logs }, rx)
+    }
+
+    /// Waits for exit (killing the process after `timeout`) and returns status and stdout.
+    pub fn wait_output(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "process {} did not exit within {timeout:?}; last logs: {:#?}",
+                    self.child.id(),
+                    self.tail(20)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        (status, out)
+    }
+
+    pub fn tail(&self, n: usize) -> Vec<serde_json::Value> {
+        let logs = self.logs.lock().unwrap();
+        logs[logs.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// Log lines whose `event` field equals `event`.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["event"] == event)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts the coordinator on `127.0.0.1:0` and returns it with the address it bound.
+pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (proc, rx) = Proc::spawn(bin, &all);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if v["event"] == "listening" {
+            let addr = v["addr"].as_str().expect("addr field").to_string();
+            return (proc, addr);
+        }
+    }
+    panic!("coordinator never logged `listening`: {:#?}", proc.tail(20));
+}
+
+pub fn start_worker(bin: &str, addr: &str, name: &str) -> Proc {
+    Proc::spawn(
+        bin,
+        &["--coordinator", &format!("http://{addr}"), "--name", name],
+    )
+    .0
+}

@@ -1,1 +1,11 @@
-pub fn _x(){}
+//! The lrsweep worker: connects to a coordinator, trains the trials it is assigned on the data
+//! subset each names, and streams their loss traces back while training.
+
+pub mod backoff;
+pub mod cli;
+pub mod error;
+pub mod session;
+pub mod trainer;
+
+pub use error::WorkerError;
+pub use session::{run, WorkerConfig};

@@ -1,0 +1,85 @@
+//! Command line → `CoordinatorConfig` → `run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lrsweep_proto::cli::{init_logging, LogFormat};
+
+use crate::server::{run, CoordinatorConfig};
+use crate::spec::SweepSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lrsweep-coordinator",
+    version,
+    about = "Finds a good learning rate: plans a coarse-to-fine search and runs it on workers"
+)]
+pub struct Args {
+    /// Search spec (TOML). Without it the built-in defaults run: digits, MLP, 1e-7..10.
+    #[arg(long, env = "LRSWEEP_SPEC")]
+    pub spec: Option<PathBuf>,
+    /// Address to serve workers on.
+    #[arg(long, env = "LRSWEEP_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Where to write the JSON report.
+    #[arg(long, env = "LRSWEEP_REPORT", default_value = "lrsweep-report.json")]
+    pub report: PathBuf,
+    /// Start this many worker processes on loopback.
+    #[arg(long, default_value_t = 0)]
+    pub local_workers: u32,
+    /// Worker binary for --local-workers (default: lrsweep-worker beside this binary).
+    #[arg(long, env = "LRSWEEP_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+    /// `text` or `json` (one JSON object per stderr line).
+    #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    pub fn into_config(self) -> Result<CoordinatorConfig, crate::CoordinatorError> {
+        let spec = match &self.spec {
+            Some(path) => SweepSpec::load(path)?,
+            None => SweepSpec::default(),
+        };
+        Ok(CoordinatorConfig {
+            spec,
+            listen: self.listen,
+            report_path: self.report,
+            local_workers: self.local_workers,
+            worker_bin: self.worker_bin,
+            log_format: self.log_format,
+        })
+    }
+}
+
+/// The whole binary: exit 0 with a report, 2 for a bad spec or flags, 1 for anything else.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

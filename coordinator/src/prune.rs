@@ -1,0 +1,536 @@
+//! Pruning decisions from streamed loss traces (method.md §4), pure and per point: a
+//! [`TraceMonitor`] per trial catches NaN and divergence from the trial's own trace, a
+//! [`RungBoard`] per round compares trials against each other at milestone steps.
+
+use std::collections::{HashMap, VecDeque};
+
+use lrsweep_proto::domain::TracePoint;
+
+use crate::spec::{PruningSpec, RungRule};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneReason {
+    Nan,
+    Diverged,
+    Rung,
+    Median,
+    /// A smaller rate diverged, so by monotone stability this one would too.
+    CancelledByMonotonicity,
+}
+
+impl PruneReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PruneReason::Nan => "nan",
+            PruneReason::Diverged => "diverged",
+            PruneReason::Rung => "rung",
+            PruneReason::Median => "median",
+            PruneReason::CancelledByMonotonicity => "cancelled-by-monotonicity",
+        }
+    }
+
+    /// The trial's own rate is unstable (as opposed to merely worse than its peers).
+    pub fn is_divergence(&self) -> bool {
+        matches!(self, PruneReason::Nan | PruneReason::Diverged)
+    }
+}
+
+impl std::fmt::Display for PruneReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many of the latest validation losses the final score averages.
+const SCORE_WINDOW: usize = 3;
+
+/// Watches one trial's trace for NaN and divergence, and keeps what its score needs.
+#[derive(Clone, Debug)]
+pub struct TraceMonitor {
+    beta: f64,
+    divergence_factor: f64,
+    /// Biased EMA v_k and β^k, so the debiased value is v_k / (1 − β^k).
+    ema: f64,
+    beta_pow: f64,
+    smoothed: Option<f64>,
+    best_smoothed: f64,
+    last_step: u64,
+    last_train_loss: Option<f64>,
+    recent_val: VecDeque<f64>,
+}
+
+impl TraceMonitor {
+    pub fn new(spec: &PruningSpec) -> TraceMonitor {
+        TraceMonitor {
+            beta: spec.smoothing,
+            divergence_factor: spec.divergence_factor,
+            ema: 0.0,
+            beta_pow: 1.0,
+            smoothed: None,
+            best_smoothed: f64::INFINITY,
+            last_step: 0,
+            last_train_loss: None,
+            recent_val: VecDeque::with_capacity(SCORE_WINDOW),
+        }
+    }
+
+    /// Feeds one point (in step order). `Nan` if the training or validation loss is not finite,
+    /// `Diverged` if the smoothed training loss exceeds `divergence_factor` × its best so far.
+    ///
+    /// That also covers "× the initial loss": the debiased EMA starts at s_1 = loss_1, so the
+    /// best smoothed loss is never above the initial loss.
+    pub fn observe(&mut self, point: &TracePoint) -> Option<PruneReason> {
+        self.last_step = point.step;
+        self.last_train_loss = Some(point.train_loss);
+        if let Some(val) = point.val_loss {
+            if self.recent_val.len() == SCORE_WINDOW {
+                self.recent_val.pop_front();
+            }
+            self.recent_val.push_back(val);
+        }
+        if !point.train_loss.is_finite() || point.val_loss.is_some_and(|v| !v.is_finite()) {
+            // Kept out of the EMA: one NaN would poison every later smoothed value.
+            return Some(PruneReason::Nan);
+        }
+        self.ema = self.beta * self.ema + (1.0 - self.beta) * point.train_loss;
+        self.beta_pow *= self.beta;
+        let smoothed = self.ema / (1.0 - self.beta_pow);
+        self.smoothed = Some(smoothed);
+        let diverged = smoothed > self.divergence_factor * self.best_smoothed;
+        self.best_smoothed = self.best_smoothed.min(smoothed);
+        diverged.then_some(PruneReason::Diverged)
+    }
+
+    /// Debiased EMA of the training loss; None before the first finite loss.
+    pub fn smoothed(&self) -> Option<f64> {
+        self.smoothed
+    }
+
+    pub fn last_step(&self) -> u64 {
+        self.last_step
+    }
+
+    /// Mean of the last (up to) three validation losses: one measurement is noisy, and the
+    /// trailing ones are what the trained model is worth. None if there is none or any of them
+    /// is not finite.
+    pub fn final_score(&self) -> Option<f64> {
+        if self.recent_val.is_empty() || self.recent_val.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        Some(self.recent_val.iter().sum::<f64>() / self.recent_val.len() as f64)
+    }
+
+    pub fn last_train_loss(&self) -> Option<f64> {
+        self.last_train_loss
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TrialProgress {
+    /// Milestones passed so far (an index into `milestones`).
+    passed: usize,
+    /// Best (lowest) smoothed loss seen, for the median rule.
+    best: f64,
+}
+
+/// Rung milestones of one round and the values trials recorded there, kept apart per replicate:
+/// trials of the same replicate train on the same data subset, so only they compare fairly.
+#[derive(Clone, Debug)]
+pub struct RungBoard {
+    rule: RungRule,
+    eta: f64,
+    min_peers: usize,
+    milestones: Vec<u64>,
+    /// `recorded[m][replicate]`: values recorded at milestone `m`. Never NaN.
+    recorded: Vec<HashMap<u32, Vec<f64>>>,
+    trials: HashMap<u64, TrialProgress>,
+}
+
+impl RungBoard {
+    /// Milestones at grace·budget·η^k for k = 0, 1, … while below `budget`, rounded to whole
+    /// steps (at least 1); duplicates after rounding are dropped, as is a rung that rounds up to
+    /// the budget (the trial is finished there anyway). The spec must be valid (η > 1, grace > 0).
+    pub fn new(spec: &PruningSpec, budget: u64) -> RungBoard {
+        assert!(
+            spec.reduction_factor > 1.0 && spec.grace_fraction > 0.0,
+            "RungBoard needs a validated PruningSpec"
+        );
+        let mut milestones: Vec<u64> = Vec::new();
+        let mut at = spec.grace_fraction * budget as f64;
+        while at < budget as f64 {
+            let step = (at.round() as u64).max(1);
+            if step < budget && milestones.last() != Some(&step) {
+                milestones.push(step);
+            }
+            at *= spec.reduction_factor;
+        }
+        RungBoard {
+            rule: spec.rule,
+            eta: spec.reduction_factor,
+            min_peers: spec.min_peers as usize,
+            recorded: vec![HashMap::new(); milestones.len()],
+            milestones,
+            trials: HashMap::new(),
+        }
+    }
+
+    pub fn milestones(&self) -> &[u64] {
+        &self.milestones
+    }
+
+    /// Feeds one point of `trial` (on data subset `replicate`) with its current smoothed loss.
+    /// On first passing a milestone the value is recorded there and judged against the other
+    /// trials of the same replicate; a non-finite value counts as the worst possible.
+    pub fn observe(
+        &mut self,
+        trial: u64,
+        replicate: u32,
+        step: u64,
+        smoothed: f64,
+    ) -> Option<PruneReason> {
+        let value = if smoothed.is_finite() {
+            smoothed
+        } else {
+            f64::INFINITY
+        };
+        let progress = self.trials.entry(trial).or_insert(TrialProgress {
+            passed: 0,
+            best: f64::INFINITY,
+        });
+        progress.best = progress.best.min(value);
+        // A point may jump past several milestones at once: record and judge each.
+        while progress.passed < self.milestones.len() && step >= self.milestones[progress.passed] {
+            let peers = self.recorded[progress.passed].entry(replicate).or_default();
+            progress.passed += 1;
+            let verdict = if peers.len() < self.min_peers {
+                None
+            } else {
+                judge(self.rule, self.eta, peers, value, progress.best)
+            };
+            peers.push(value);
+            if verdict.is_some() {
+                return verdict;
+            }
+        }
+        None
+    }
+}
+
+/// One trial at one milestone against its peers' values there (lower is better).
+fn judge(rule: RungRule, eta: f64, peers: &[f64], value: f64, best: f64) -> Option<PruneReason> {
+    match rule {
+        // Ray Tune's ASHA keeps rewards at or above their (1 − 1/η) quantile. Our values are
+        // losses (reward = −loss), so that is a loss at or below the 1/η quantile: the top 1/η
+        // of the trials that reached the rung, this one included.
+        RungRule::Asha => {
+            let mut all = peers.to_vec();
+            all.push(value);
+            (value > quantile(&mut all, 1.0 / eta)).then_some(PruneReason::Rung)
+        }
+        // Golovin et al.: stop if the best value so far is worse than the peers' median.
+        RungRule::Median => {
+            (best > quantile(&mut peers.to_vec(), 0.5)).then_some(PruneReason::Median)
+        }
+        RungRule::None => None,
+    }
+}
+
+/// Linear-interpolation quantile (numpy's default) of non-empty, NaN-free values, some of which
+/// may be +inf.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let h = (values.len() - 1) as f64 * q;
+    let (i, frac) = (h.floor() as usize, h.fract());
+    let (a, b) = (values[i], values[(i + 1).min(values.len() - 1)]);
+    // Interpolating between two infinities would give inf − inf = NaN.
+    if frac == 0.0 || a == b {
+        a
+    } else {
+        a + (b - a) * frac
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: u64, train_loss: f64) -> TracePoint {
+        TracePoint {
+            step,
+            train_loss,
+            lr: 0.1,
+            val_loss: None,
+        }
+    }
+
+    fn with_val(step: u64, val_loss: f64) -> TracePoint {
+        TracePoint {
+            val_loss: Some(val_loss),
+            ..point(step, 1.0)
+        }
+    }
+
+    fn pruning(f: impl FnOnce(&mut PruningSpec)) -> PruningSpec {
+        let mut spec = PruningSpec::default();
+        f(&mut spec);
+        spec
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn reasons_have_stable_names() {
+        assert_eq!(PruneReason::Nan.to_string(), "nan");
+        assert_eq!(PruneReason::Diverged.as_str(), "diverged");
+        assert_eq!(PruneReason::Rung.as_str(), "rung");
+        assert_eq!(PruneReason::Median.as_str(), "median");
+        assert_eq!(
+            PruneReason::CancelledByMonotonicity.to_string(),
+            "cancelled-by-monotonicity"
+        );
+        assert!(PruneReason::Nan.is_divergence() && PruneReason::Diverged.is_divergence());
+        assert!(!PruneReason::Rung.is_divergence());
+        assert!(!PruneReason::Median.is_divergence());
+        assert!(!PruneReason::CancelledByMonotonicity.is_divergence());
+    }
+
+    #[test]
+    fn debiased_ema_matches_hand_computation() {
+        // β = 0.5, losses 4, 2, 1:
+        //   v1 = 2,    s1 = 2 / 0.5     = 4
+        //   v2 = 2,    s2 = 2 / 0.75    = 8/3
+        //   v3 = 1.5,  s3 = 1.5 / 0.875 = 12/7
+        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.5));
+        assert_eq!(m.smoothed(), None);
+        let expected = [4.0, 8.0 / 3.0, 12.0 / 7.0];
+        for (k, (loss, s)) in [4.0, 2.0, 1.0].into_iter().zip(expected).enumerate() {
+            assert_eq!(m.observe(&point(k as u64 + 1, loss)), None);
+            assert!(close(m.smoothed().unwrap(), s), "step {}", k + 1);
+        }
+        assert_eq!(m.last_step(), 3);
+        assert_eq!(m.last_train_loss(), Some(1.0));
+    }
+
+    #[test]
+    fn no_smoothing_is_the_raw_loss() {
+        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.0));
+        m.observe(&point(1, 3.0));
+        m.observe(&point(2, 2.5));
+        assert_eq!(m.smoothed(), Some(2.5));
+    }
+
+    #[test]
+    fn non_finite_losses_are_nan() {
+        let mut m = TraceMonitor::new(&PruningSpec::default());
+        assert_eq!(m.observe(&point(1, 2.3)), None);
+        assert_eq!(m.observe(&point(2, f64::NAN)), Some(PruneReason::Nan));
+        // The NaN stayed out of the EMA.
+        assert_eq!(m.smoothed(), Some(2.3));
+        assert_eq!(m.observe(&point(3, f64::INFINITY)), Some(PruneReason::Nan));
+        assert_eq!(m.observe(&with_val(4, f64::NAN)), Some(PruneReason::Nan));
+        assert_eq!(m.final_score(), None);
+    }
+
+    #[test]
+    fn exploding_loss_diverges_at_the_hand_computed_step() {
+        // β = 0.5, factor 4, losses 1, 1, 1, 5, 5: smoothed stays 1 for three steps (best 1),
+        //   v4 = 0.4375 + 2.5 = 2.9375,   s4 = 2.9375 / 0.9375   ≈ 3.133 (≤ 4: keep going)
+        //   v5 = 1.46875 + 2.5 = 3.96875, s5 = 3.96875 / 0.96875 ≈ 4.097 (> 4: diverged)
+        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.5));
+        let losses = [1.0, 1.0, 1.0, 5.0, 5.0];
+        let verdicts: Vec<_> = losses
+            .iter()
+            .enumerate()
+            .map(|(k, &l)| m.observe(&point(k as u64 + 1, l)))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![None, None, None, None, Some(PruneReason::Diverged)]
+        );
+        assert!(close(m.smoothed().unwrap(), 3.96875 / 0.96875));
+    }
+
+    #[test]
+    fn divergence_is_relative_to_the_best_smoothed_loss() {
+        // Loss falls from 2 to 0.1, then climbs back to 0.5: below the initial loss, but 5×
+        // the best, which is divergence.
+        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.0));
+        for (k, l) in [2.0, 1.0, 0.1, 0.3].into_iter().enumerate() {
+            assert_eq!(m.observe(&point(k as u64 + 1, l)), None);
+        }
+        assert_eq!(m.observe(&point(5, 0.5)), Some(PruneReason::Diverged));
+    }
+
+    #[test]
+    fn steady_decreasing_loss_is_never_pruned() {
+        let spec = PruningSpec::default();
+        let mut m = TraceMonitor::new(&spec);
+        let mut board = RungBoard::new(&spec, 1000);
+        for step in 1..=1000u64 {
+            // Noisy but decreasing: ±20% minibatch noise around 2.3·e^(−step/300).
+            let noise = if step % 2 == 0 { 1.2 } else { 0.8 };
+            let loss = 2.3 * (-(step as f64) / 300.0).exp() * noise;
+            assert_eq!(m.observe(&point(step, loss)), None, "step {step}");
+            assert_eq!(board.observe(1, 0, step, m.smoothed().unwrap()), None);
+        }
+    }
+
+    #[test]
+    fn final_score_averages_the_last_three_validation_losses() {
+        let mut m = TraceMonitor::new(&PruningSpec::default());
+        assert_eq!(m.final_score(), None);
+        m.observe(&with_val(25, 9.0));
+        assert_eq!(m.final_score(), Some(9.0));
+        for (step, v) in [(50, 3.0), (75, 2.0), (100, 1.0)] {
+            m.observe(&with_val(step, v));
+        }
+        m.observe(&point(101, 1.0));
+        assert_eq!(m.final_score(), Some(2.0));
+    }
+
+    #[test]
+    fn milestones_follow_grace_and_eta() {
+        let spec = PruningSpec::default();
+        assert_eq!(RungBoard::new(&spec, 200).milestones(), &[40, 120]);
+        assert_eq!(RungBoard::new(&spec, 1000).milestones(), &[200, 600]);
+        let eta2 = pruning(|p| {
+            p.reduction_factor = 2.0;
+            p.grace_fraction = 0.1;
+        });
+        assert_eq!(RungBoard::new(&eta2, 100).milestones(), &[10, 20, 40, 80]);
+        // Tiny budgets: rounded to at least step 1, no duplicates, none at the budget.
+        let eta_small = pruning(|p| p.reduction_factor = 1.1);
+        assert_eq!(RungBoard::new(&eta_small, 3).milestones(), &[1, 2]);
+        assert!(RungBoard::new(&spec, 1).milestones().is_empty());
+    }
+
+    #[test]
+    fn asha_keeps_the_top_third_once_peers_exist() {
+        // η = 3, min_peers 2, milestone at step 40 (budget 200). Values arrive 1, 2, 3, 1.5, 1.6:
+        //   1, 2: fewer than 2 others, not judged.
+        //   3:    [1, 2, 3],           1/3 quantile at h = 2/3: 1 + 2/3·1 ≈ 1.667; 3 > it: rung.
+        //   1.5:  [1, 1.5, 2, 3],      h = 1: 1.5; 1.5 is not above it: continue.
+        //   1.6:  [1, 1.5, 1.6, 2, 3], h = 4/3: 1.5 + 1/3·0.1 ≈ 1.533; 1.6 > it: rung.
+        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        let values = [1.0, 2.0, 3.0, 1.5, 1.6];
+        let verdicts: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| board.observe(t as u64, 0, 40, v))
+            .collect();
+        let rung = Some(PruneReason::Rung);
+        assert_eq!(verdicts, vec![None, None, rung, None, rung]);
+    }
+
+    #[test]
+    fn judged_only_when_passing_a_milestone_the_first_time() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        board.observe(1, 0, 40, 1.0);
+        board.observe(2, 0, 40, 1.0);
+        // Before the milestone nothing is judged, however bad.
+        assert_eq!(board.observe(3, 0, 39, 100.0), None);
+        assert_eq!(board.observe(3, 0, 40, 100.0), Some(PruneReason::Rung));
+        // Trial 1 already passed step 40: later points there are not judged again.
+        assert_eq!(board.observe(1, 0, 41, 100.0), None);
+    }
+
+    #[test]
+    fn a_jump_past_several_milestones_is_judged_at_each() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        for t in 0..2 {
+            board.observe(t, 0, 40, 1.0);
+        }
+        // Trial 2 jumps straight to step 120: judged at 40 (2 peers) and stopped there.
+        assert_eq!(board.observe(2, 0, 120, 5.0), Some(PruneReason::Rung));
+    }
+
+    #[test]
+    fn fewer_than_min_peers_are_never_judged() {
+        let spec = pruning(|p| p.min_peers = 3);
+        let mut board = RungBoard::new(&spec, 200);
+        assert_eq!(board.observe(1, 0, 40, 1.0), None);
+        assert_eq!(board.observe(2, 0, 40, 1.0), None);
+        assert_eq!(board.observe(3, 0, 40, 50.0), None);
+        assert_eq!(board.observe(4, 0, 40, 50.0), Some(PruneReason::Rung));
+    }
+
+    #[test]
+    fn replicates_are_compared_only_among_themselves() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        board.observe(1, 0, 40, 1.0);
+        board.observe(2, 0, 40, 1.0);
+        // Replicate 1 has no peers yet: a value that replicate 0 would prune passes.
+        assert_eq!(board.observe(3, 1, 40, 100.0), None);
+        assert_eq!(board.observe(4, 1, 40, 100.0), None);
+        assert_eq!(board.observe(5, 1, 40, 50.0), None);
+        assert_eq!(board.observe(6, 1, 40, 200.0), Some(PruneReason::Rung));
+    }
+
+    #[test]
+    fn median_rule_compares_the_best_value_with_the_peers_median() {
+        let spec = pruning(|p| p.rule = RungRule::Median);
+        let mut board = RungBoard::new(&spec, 200);
+        board.observe(1, 0, 40, 1.0);
+        board.observe(2, 0, 40, 3.0);
+        // Peers' median is 2. Trial 3 is at 2.5 now but was at 1.8 earlier: its best counts.
+        board.observe(3, 0, 10, 1.8);
+        assert_eq!(board.observe(3, 0, 40, 2.5), None);
+        // Trial 4: peers [1, 3, 2.5], median 2.5; 2.2 is better.
+        assert_eq!(board.observe(4, 0, 40, 2.2), None);
+        // Trial 5: peers [1, 3, 2.5, 2.2], median 2.35; 2.4 is worse.
+        assert_eq!(board.observe(5, 0, 40, 2.4), Some(PruneReason::Median));
+    }
+
+    #[test]
+    fn rule_none_never_prunes() {
+        let spec = pruning(|p| p.rule = RungRule::None);
+        let mut board = RungBoard::new(&spec, 200);
+        for t in 0..10 {
+            assert_eq!(board.observe(t, 0, 40, t as f64 * 100.0), None);
+        }
+    }
+
+    #[test]
+    fn non_finite_smoothed_values_count_as_worst_without_poisoning() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        board.observe(1, 0, 40, 1.0);
+        board.observe(2, 0, 40, 2.0);
+        // NaN and −inf are recorded as +inf, the worst value: pruned, no panic.
+        assert_eq!(board.observe(3, 0, 40, f64::NAN), Some(PruneReason::Rung));
+        assert_eq!(
+            board.observe(4, 0, 40, -f64::INFINITY),
+            Some(PruneReason::Rung)
+        );
+        // The cutoff stays a number: [1, 2, 3, inf, inf] → h = 4/3 → 2 + 1/3 ≈ 2.33. A NaN
+        // cutoff would let 3 through (every comparison with NaN is false).
+        assert_eq!(board.observe(5, 0, 40, 3.0), Some(PruneReason::Rung));
+        // [1, 1.2, 2, 3, inf, inf] → h = 5/3 → 1.2 + 0.8·2/3 ≈ 1.73.
+        assert_eq!(board.observe(6, 0, 40, 1.2), None);
+
+        let spec = pruning(|p| p.rule = RungRule::Median);
+        let mut board = RungBoard::new(&spec, 200);
+        board.observe(1, 0, 40, 1.0);
+        board.observe(2, 0, 40, 2.0);
+        assert_eq!(board.observe(3, 0, 40, f64::NAN), Some(PruneReason::Median));
+        // Peers [1, 2, inf]: median 2.
+        assert_eq!(board.observe(4, 0, 40, 2.5), Some(PruneReason::Median));
+        assert_eq!(board.observe(5, 0, 40, 1.5), None);
+    }
+
+    #[test]
+    fn quantile_interpolates_like_numpy() {
+        assert_eq!(quantile(&mut [3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(quantile(&mut [4.0, 1.0, 2.0, 3.0], 0.5), 2.5);
+        assert!(close(quantile(&mut [1.0, 2.0, 3.0], 1.0 / 3.0), 5.0 / 3.0));
+        assert_eq!(quantile(&mut [7.0], 0.3), 7.0);
+        // Between two infinities: inf, not inf − inf = NaN.
+        let inf = f64::INFINITY;
+        assert_eq!(quantile(&mut [inf, inf], 0.5), inf);
+        assert_eq!(
+            quantile(&mut [1.0, f64::INFINITY, f64::INFINITY], 0.9),
+            f64::INFINITY
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! The sweep's result: the JSON report and the summary table printed at the end.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::search::TrialStatus;
+use crate::sweep::Sweep;
+use crate::CoordinatorError;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub sweep_id: String,
+    /// `completed`, or `interrupted` when the coordinator was stopped before the search ended.
+    pub outcome: &'static str,
+    pub best_lr: Option<f64>,
+    /// Mean smoothed final validation loss of `best_lr` over its replicates.
+    pub best_loss: Option<f64>,
+    pub max_stable_lr: Option<f64>,
+    pub suggested_min_lr: Option<f64>,
+    pub suggested_max_lr: Option<f64>,
+    pub rounds: u32,
+    pub total_steps: u64,
+    pub trials: Vec<TrialReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrialReport {
+    pub id: u64,
+    pub lr: f64,
+    pub round: u32,
+    pub subset: SubsetReport,
+    pub status: TrialStatus,
+    pub prune_reason: Option<&'static str>,
+    pub steps: u64,
+    pub budget: u64,
+    /// Smoothed final validation loss if completed, else the last smoothed training loss;
+    /// null when not finite.
+    pub final_loss: Option<f64>,
+    pub worker: Option<String>,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubsetReport {
+    pub replicate: u32,
+    pub replicates: u32,
+    pub fraction: f64,
+}
+
+impl Report {
+    pub fn from_sweep(sweep_id: &str, sweep: &Sweep, interrupted: bool) -> Report {
+        let rec = sweep.recommendation();
+        Report {
+            sweep_id: sweep_id.to_string(),
+            outcome: if interrupted {
+                "interrupted"
+            } else {
+                "completed"
+            },
+            best_lr: rec.as_ref().map(|r| r.best_lr),
+            best_loss: rec.as_ref().map(|r| r.best_score),
+            max_stable_lr: rec.as_ref().map(|r| r.max_stable_lr),
+            suggested_min_lr: rec.as_ref().map(|r| r.suggested_min_lr),
+            suggested_max_lr: rec.as_ref().map(|r| r.suggested_max_lr),
+            rounds: sweep.current_round() + 1,
+            total_steps: sweep.total_steps(),
+            trials: sweep
+                .trials()
+                .iter()
+                .map(|t| TrialReport {
+                    id: t.id,
+                    lr: t.lr,
+                    round: t.round,
+                    subset: SubsetReport {
+                        replicate: t.subset.replicate,
+                        replicates: t.subset.replicates,
+                        fraction: t.subset.fraction,
+                    },
+                    status: t.status,
+                    prune_reason: t.prune_reason.map(|r| r.as_str()),
+                    steps: t.steps,
+                    budget: t.budget,
+                    final_loss: t.final_loss().filter(|l| l.is_finite()),
+                    worker: t
+                        .worker
+                        .as_deref()
+                        .map(|w| sweep.worker_name(w).unwrap_or(w).to_string()),
+                    attempts: t.attempt,
+                    error: t.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), CoordinatorError> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| CoordinatorError::io("encoding report", e.into()))?;
+        // Write then rename, so a crash never leaves a half-written report behind.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text + "\n")
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| CoordinatorError::io(format!("writing report {}", path.display()), e))
+    }
+
+    /// Human-readable summary: one line per rate and round, then the recommendation.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>10}  {:>9}  {:>9}  {:>11}  statuses",
+            "round", "lr", "steps", "budget", "final_loss"
+        );
+        let mut rows: Vec<(u32, f64)> = self.trials.iter().map(|t| (t.round, t.lr)).collect();
+        rows.dedup();
+        for (round, lr) in rows {
+            let reps: Vec<&TrialReport> = self
+                .trials
+                .iter()
+                .filter(|t| t.round == round && t.lr == lr)
+                .collect();
+            let steps: u64 = reps.iter().map(|t| t.steps).sum();
+            let budget: u64 = reps.iter().map(|t| t.budget).sum();
+            let losses: Vec<f64> = reps
+                .iter()
+                .filter(|t| t.status == TrialStatus::Completed)
+                .filter_map(|t| t.final_loss)
+                .collect();
+            let loss = if losses.len() == reps.len() {
+                format!("{:.4}", losses.iter().sum::<f64>() / losses.len() as f64)
+            } else {
+                "-".to_string()
+            };
+            let statuses: Vec<String> = reps
+                .iter()
+                .map(|t| match t.prune_reason {
+                    Some(reason) => reason.to_string(),
+                    None => serde_json::to_value(t.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{round:>5}  {lr:>10.3e}  {steps:>9}  {budget:>9}  {loss:>11}  {}",
+                statuses.join(",")
+            );
+        }
+        let fmt = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.4e}"));
+        let _ = writeln!(out);
+        let _ = writeln!(out, "outcome          {}", self.outcome);
+        let _ = writeln!(out, "best_lr          {}", fmt(self.best_lr));
+        let _ = writeln!(out, "max_stable_lr    {}", fmt(self.max_stable_lr));
+        let _ = writeln!(
+            out,
+            "cyclical range   {} .. {}",
+            fmt(self.suggested_min_lr),
+            fmt(self.suggested_max_lr)
+        );
+        let _ = writeln!(out, "total_steps      {}", self.total_steps);
+        out
+    }
+}

@@ -1,0 +1,165 @@
+//! `run(config)`: serve the sweep, optionally start local worker processes, wait for the end or
+//! a shutdown signal, then write the report.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lrsweep_proto::cli::{shutdown_signal, LogFormat};
+use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::report::Report;
+use crate::service::{CoordinatorService, Hub};
+use crate::spec::SweepSpec;
+use crate::sweep::Sweep;
+use crate::CoordinatorError;
+
+/// How long workers get to say goodbye after being told the sweep is over.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    pub spec: SweepSpec,
+    pub listen: SocketAddr,
+    pub report_path: PathBuf,
+    /// Worker processes to start on loopback; 0 to wait for external workers.
+    pub local_workers: u32,
+    /// The worker binary for local workers; defaults to `lrsweep-worker` beside this executable.
+    pub worker_bin: Option<PathBuf>,
+    /// Passed on to local workers.
+    pub log_format: LogFormat,
+}
+
+pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> {
+    let sweep_id = format!(
+        "sweep-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let span = tracing::info_span!("sweep", sweep = %sweep_id);
+    let _guard = span.enter();
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| CoordinatorError::io(format!("binding {}", config.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CoordinatorError::io("reading bound address", e))?;
+    let hub = Hub::new(sweep_id.clone(), Sweep::new(config.spec.clone()));
+    info!(event = "listening", addr = %addr, report = %config.report_path.display());
+
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CoordinatorServer::new(CoordinatorService::new(hub.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = server_stopped.await;
+            }),
+    );
+
+    let mut children = spawn_local_workers(&config, addr)?;
+
+    let mut done = hub.done();
+    let interrupted = tokio::select! {
+        _ = done.wait_for(|d| *d) => false,
+        () = shutdown_signal() => {
+            warn!(event = "shutdown_requested");
+            hub.interrupt("coordinator shutting down");
+            true
+        }
+    };
+
+    // Give workers a moment to read their shutdown order and hang up.
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while hub.connected_workers() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_server.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Err(e))) => warn!(event = "server_error", error = %e),
+        Err(_) => warn!(event = "server_stop_timed_out"),
+        _ => {}
+    }
+    for child in &mut children {
+        reap(child).await;
+    }
+
+    let report = hub.with_sweep(|sweep| Report::from_sweep(&sweep_id, sweep, interrupted));
+    report.write(&config.report_path)?;
+    info!(
+        event = "recommendation",
+        best_lr = report.best_lr,
+        max_stable_lr = report.max_stable_lr,
+        suggested_min_lr = report.suggested_min_lr,
+        suggested_max_lr = report.suggested_max_lr,
+        total_steps = report.total_steps,
+        report = %config.report_path.display(),
+    );
+    Ok(report)
+}
+
+fn spawn_local_workers(
+    config: &CoordinatorConfig,
+    addr: SocketAddr,
+) -> Result<Vec<Child>, CoordinatorError> {
+    if config.local_workers == 0 {
+        return Ok(Vec::new());
+    }
+    let bin = match &config.worker_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| CoordinatorError::io("locating this executable", e))?
+            .with_file_name(format!("lrsweep-worker{}", std::env::consts::EXE_SUFFIX)),
+    };
+    if !bin.is_file() {
+        return Err(CoordinatorError::io(
+            format!(
+                "local workers need the worker binary at {} (build it with `cargo build --release -p lrsweep-worker`, or pass --worker-bin)",
+                bin.display()
+            ),
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
+    let format = match config.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    (0..config.local_workers)
+        .map(|i| {
+            let child = Command::new(&bin)
+                .arg("--coordinator")
+                .arg(format!("http://{addr}"))
+                .arg("--name")
+                .arg(format!("local-{i}"))
+                .arg("--log-format")
+                .arg(format)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| CoordinatorError::io(format!("starting {}", bin.display()), e))?;
+            info!(event = "local_worker_started", name = %format!("local-{i}"), pid = child.id());
+            Ok(child)
+        })
+        .collect()
+}
+
+/// Local workers exit by themselves on the shutdown order; one that doesn't is killed.
+async fn reap(child: &mut Child) {
+    match tokio::time::timeout(DRAIN_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) if !status.success() => {
+            warn!(event = "local_worker_exited", pid = child.id(), status = %status)
+        }
+        Ok(_) => {}
+        Err(_) => {
+            warn!(event = "local_worker_killed", pid = child.id());
+            let _ = child.kill().await;
+        }
+    }
+}

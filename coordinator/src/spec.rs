@@ -1,0 +1,439 @@
+//! The search spec: a TOML file with `[search]`, `[pruning]` and `[trainer]` tables, every field
+//! optional. Parsing rejects unknown fields; validation names the offending field by its dotted
+//! path so the user can find it in the file.
+
+use std::path::Path;
+
+use lrsweep_proto::domain::TrainerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepSpec {
+    pub search: SearchSpec,
+    pub pruning: PruningSpec,
+    pub trainer: TrainerConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Decade grid first, then finer log-spaced grids around the best rate (method.md §1).
+    #[default]
+    CoarseToFine,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSpec {
+    pub strategy: Strategy,
+    pub min_lr: f64,
+    pub max_lr: f64,
+    /// Round 0 is the decade grid; every further round refines.
+    pub rounds: u32,
+    /// Grid size of the refinement rounds (round 0 has one rate per decade).
+    pub candidates_per_round: u32,
+    /// Refining stops once neighbouring candidates differ by a ratio below this.
+    pub resolution: f64,
+    /// Step budget per round; a list shorter than `rounds` repeats its last entry.
+    pub steps: Vec<u64>,
+    /// Share of the training split per round; a list shorter than `rounds` repeats its last entry.
+    pub data_fraction: Vec<f64>,
+    /// Disjoint data subsets each rate is trained on.
+    pub replicates: u32,
+    /// Validation loss is measured every this many steps.
+    pub eval_every: u64,
+}
+
+impl Default for SearchSpec {
+    fn default() -> Self {
+        SearchSpec {
+            strategy: Strategy::CoarseToFine,
+            min_lr: 1e-7,
+            max_lr: 10.0,
+            rounds: 3,
+            candidates_per_round: 5,
+            resolution: 1.25,
+            steps: vec![200, 500, 1000],
+            data_fraction: vec![0.25, 0.5, 1.0],
+            replicates: 2,
+            eval_every: 25,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RungRule {
+    /// Asynchronous successive halving: keep the best 1/η at each milestone.
+    #[default]
+    Asha,
+    /// Median stopping rule: stop a trial whose best value is worse than its peers' median.
+    Median,
+    /// Only divergence and NaN stop trials.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PruningSpec {
+    /// A trial diverged once its smoothed loss exceeds this multiple of its best or initial loss.
+    pub divergence_factor: f64,
+    /// β of the debiased exponential moving average applied to the training loss.
+    pub smoothing: f64,
+    pub rule: RungRule,
+    /// η: each rung keeps about 1/η of the trials that reach it.
+    pub reduction_factor: f64,
+    /// The first rung sits at this fraction of the round's step budget.
+    pub grace_fraction: f64,
+    /// A rung or median judgement needs at least this many other trials' values.
+    pub min_peers: u32,
+}
+
+impl Default for PruningSpec {
+    fn default() -> Self {
+        PruningSpec {
+            divergence_factor: 4.0,
+            smoothing: 0.98,
+            rule: RungRule::Asha,
+            reduction_factor: 3.0,
+            grace_fraction: 0.2,
+            min_peers: 2,
+        }
+    }
+}
+
+impl SweepSpec {
+    /// Parses and validates a spec.
+    pub fn from_toml_str(text: &str) -> Result<SweepSpec, CoordinatorError> {
+        let spec: SweepSpec = toml::from_str(text).map_err(toml_error)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn load(path: &Path) -> Result<SweepSpec, CoordinatorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CoordinatorError::SpecFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        SweepSpec::from_toml_str(&text)
+    }
+
+    /// Step budget of round `round` (0-based). The spec must be valid (non-empty lists).
+    pub fn round_steps(&self, round: u32) -> u64 {
+        *per_round(&self.search.steps, round)
+    }
+
+    /// Training-split fraction of round `round` (0-based). The spec must be valid.
+    pub fn round_fraction(&self, round: u32) -> f64 {
+        *per_round(&self.search.data_fraction, round)
+    }
+
+    /// Checks what serde cannot; the error names the first offending field.
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        let s = &self.search;
+        let lr_ok = |v: f64| v.is_finite() && v > 0.0;
+        check(lr_ok(s.min_lr), "search.min_lr", "must be finite and > 0")?;
+        check(lr_ok(s.max_lr), "search.max_lr", "must be finite and > 0")?;
+        check(
+            s.min_lr < s.max_lr,
+            "search.min_lr",
+            "must be below search.max_lr",
+        )?;
+        check(s.rounds >= 1, "search.rounds", "must be at least 1")?;
+        check(
+            s.candidates_per_round >= 2,
+            "search.candidates_per_round",
+            "must be at least 2",
+        )?;
+        check(
+            s.resolution.is_finite() && s.resolution > 1.0,
+            "search.resolution",
+            "must be finite and > 1",
+        )?;
+        check_round_list(&s.steps, s.rounds, "search.steps", |v| *v > 0, "> 0")?;
+        check_round_list(
+            &s.data_fraction,
+            s.rounds,
+            "search.data_fraction",
+            |v| *v > 0.0 && *v <= 1.0,
+            "in (0, 1]",
+        )?;
+        check(s.replicates >= 1, "search.replicates", "must be at least 1")?;
+        check(s.eval_every >= 1, "search.eval_every", "must be at least 1")?;
+
+        let p = &self.pruning;
+        check(
+            p.divergence_factor.is_finite() && p.divergence_factor > 1.0,
+            "pruning.divergence_factor",
+            "must be finite and > 1",
+        )?;
+        check(
+            (0.0..1.0).contains(&p.smoothing),
+            "pruning.smoothing",
+            "must lie in [0, 1)",
+        )?;
+        check(
+            p.reduction_factor.is_finite() && p.reduction_factor > 1.0,
+            "pruning.reduction_factor",
+            "must be finite and > 1",
+        )?;
+        check(
+            p.grace_fraction > 0.0 && p.grace_fraction < 1.0,
+            "pruning.grace_fraction",
+            "must lie in (0, 1)",
+        )?;
+        // With no peers there is nothing to compare against (the median of nothing).
+        check(p.min_peers >= 1, "pruning.min_peers", "must be at least 1")?;
+
+        self.trainer
+            .validate()
+            .map_err(|(field, reason)| CoordinatorError::spec(format!("trainer.{field}"), reason))
+    }
+}
+
+fn per_round<T>(list: &[T], round: u32) -> &T {
+    list.get(round as usize)
+        .or(list.last())
+        .expect("a validated spec has at least one entry per list")
+}
+
+fn check(ok: bool, field: &str, reason: &str) -> Result<(), CoordinatorError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(CoordinatorError::spec(field, reason))
+    }
+}
+
+/// A per-round list: 1..=rounds entries, each acceptable, never decreasing (later rounds get at
+/// least as much resource as earlier ones).
+fn check_round_list<T: PartialOrd>(
+    list: &[T],
+    rounds: u32,
+    field: &str,
+    entry_ok: impl Fn(&T) -> bool,
+    entry_rule: &str,
+) -> Result<(), CoordinatorError> {
+    check(!list.is_empty(), field, "needs at least one entry")?;
+    check(
+        list.len() <= rounds as usize,
+        field,
+        &format!("has {} entries for {rounds} rounds", list.len()),
+    )?;
+    for (i, v) in list.iter().enumerate() {
+        check(
+            entry_ok(v),
+            &format!("{field}[{i}]"),
+            &format!("must be {entry_rule}"),
+        )?;
+    }
+    for (i, pair) in list.windows(2).enumerate() {
+        check(
+            pair[1] >= pair[0],
+            &format!("{field}[{}]", i + 1),
+            "must not be smaller than the previous round's",
+        )?;
+    }
+    Ok(())
+}
+
+/// Maps a TOML/serde error to `Spec`, naming the dotted field where toml knows it.
+///
+/// toml only exposes the key path through its context-free rendering (the `in `a.b`` line it
+/// prints when it has no input to quote), so the error is rendered without input and that line is
+/// read back. For an unknown field the path is the enclosing table, so the field itself is
+/// appended from the message.
+fn toml_error(mut err: toml::de::Error) -> CoordinatorError {
+    let reason = err.message().trim().to_string();
+    err.set_input(None);
+    let rendered = err.to_string();
+    let table = rendered
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .map(str::to_string);
+    let unknown = reason
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = match (table, unknown) {
+        (Some(t), Some(u)) => format!("{t}.{u}"),
+        (Some(t), None) => t,
+        (None, Some(u)) => u.to_string(),
+        (None, None) => "spec".to_string(),
+    };
+    CoordinatorError::spec(field, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(text: &str) -> String {
+        match SweepSpec::from_toml_str(text) {
+            Err(CoordinatorError::Spec { field, .. }) => field,
+            other => panic!("expected a spec error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_text_gives_all_defaults() {
+        let spec = SweepSpec::from_toml_str("").unwrap();
+        assert_eq!(spec, SweepSpec::default());
+        assert_eq!(spec.search.min_lr, 1e-7);
+        assert_eq!(spec.search.max_lr, 10.0);
+        assert_eq!(spec.search.rounds, 3);
+        assert_eq!(spec.search.steps, vec![200, 500, 1000]);
+        assert_eq!(spec.search.data_fraction, vec![0.25, 0.5, 1.0]);
+        assert_eq!(spec.pruning.rule, RungRule::Asha);
+        assert_eq!(spec.pruning.reduction_factor, 3.0);
+        assert_eq!(spec.trainer, TrainerConfig::default());
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn example_spec_parses_and_spells_out_the_defaults() {
+        let spec = SweepSpec::from_toml_str(include_str!("../../examples/digits.toml")).unwrap();
+        assert_eq!(spec, SweepSpec::default());
+    }
+
+    #[test]
+    fn sections_and_enums_parse() {
+        let spec = SweepSpec::from_toml_str(
+            r#"
+            [search]
+            strategy = "coarse-to-fine"
+            min_lr = 1e-5
+            steps = [100]
+            data_fraction = [0.5, 0.5]
+            [pruning]
+            rule = "median"
+            [trainer]
+            model = { kind = "softmax" }
+            batch_size = 64
+            "#,
+        )
+        .unwrap();
+        assert_eq!(spec.search.min_lr, 1e-5);
+        assert_eq!(spec.pruning.rule, RungRule::Median);
+        assert_eq!(spec.trainer.batch_size, 64);
+        assert_eq!(
+            spec.trainer.model,
+            lrsweep_proto::domain::ModelSpec::Softmax
+        );
+        let none = SweepSpec::from_toml_str("[pruning]\nrule = \"none\"").unwrap();
+        assert_eq!(none.pruning.rule, RungRule::None);
+    }
+
+    #[test]
+    fn short_lists_repeat_their_last_entry() {
+        let spec = SweepSpec::from_toml_str(
+            "[search]\nrounds = 4\nsteps = [100, 300]\ndata_fraction = [0.1]",
+        )
+        .unwrap();
+        let steps: Vec<u64> = (0..4).map(|r| spec.round_steps(r)).collect();
+        assert_eq!(steps, vec![100, 300, 300, 300]);
+        let fractions: Vec<f64> = (0..4).map(|r| spec.round_fraction(r)).collect();
+        assert_eq!(fractions, vec![0.1; 4]);
+    }
+
+    #[test]
+    fn impossible_search_values_name_their_field() {
+        let cases = [
+            ("min_lr = 1.0\nmax_lr = 0.1", "search.min_lr"),
+            ("min_lr = 0.1\nmax_lr = 0.1", "search.min_lr"),
+            ("min_lr = 0.0", "search.min_lr"),
+            ("min_lr = -1e-3", "search.min_lr"),
+            ("min_lr = nan", "search.min_lr"),
+            ("max_lr = inf", "search.max_lr"),
+            ("max_lr = -1.0", "search.max_lr"),
+            ("rounds = 0", "search.rounds"),
+            ("candidates_per_round = 1", "search.candidates_per_round"),
+            ("resolution = 1.0", "search.resolution"),
+            ("resolution = nan", "search.resolution"),
+            ("steps = []", "search.steps"),
+            ("steps = [100, 0]", "search.steps[1]"),
+            ("steps = [100, 200, 300, 400]", "search.steps"),
+            ("steps = [500, 200]", "search.steps[1]"),
+            ("data_fraction = []", "search.data_fraction"),
+            ("data_fraction = [0.0]", "search.data_fraction[0]"),
+            ("data_fraction = [0.5, 1.5]", "search.data_fraction[1]"),
+            ("data_fraction = [0.5, 0.25]", "search.data_fraction[1]"),
+            (
+                "data_fraction = [0.1, 0.2, 0.3, 0.4]",
+                "search.data_fraction",
+            ),
+            ("replicates = 0", "search.replicates"),
+            ("eval_every = 0", "search.eval_every"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(&format!("[search]\n{body}")), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn impossible_pruning_values_name_their_field() {
+        let cases = [
+            ("divergence_factor = 1.0", "pruning.divergence_factor"),
+            ("divergence_factor = inf", "pruning.divergence_factor"),
+            ("smoothing = 1.0", "pruning.smoothing"),
+            ("smoothing = -0.1", "pruning.smoothing"),
+            ("reduction_factor = 1.0", "pruning.reduction_factor"),
+            ("grace_fraction = 0.0", "pruning.grace_fraction"),
+            ("grace_fraction = 1.0", "pruning.grace_fraction"),
+            ("min_peers = 0", "pruning.min_peers"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(&format!("[pruning]\n{body}")), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn trainer_validation_is_prefixed_with_trainer() {
+        assert_eq!(field_of("[trainer]\nbatch_size = 0"), "trainer.batch_size");
+        assert_eq!(
+            field_of("[trainer]\nmodel = { kind = \"mlp\", hidden = [] }"),
+            "trainer.model.hidden"
+        );
+        assert_eq!(
+            field_of("[trainer]\noptimizer = { kind = \"sgd\", momentum = 1.0 }"),
+            "trainer.optimizer.momentum"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        match SweepSpec::from_toml_str("[search]\nmin_rl = 1e-6") {
+            Err(CoordinatorError::Spec { field, reason }) => {
+                assert_eq!(field, "search.min_rl");
+                assert!(reason.contains("min_rl"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(field_of("[serch]\nmin_lr = 1e-6"), "serch");
+        assert_eq!(field_of("[pruning]\neta = 3"), "pruning.eta");
+        assert_eq!(
+            field_of("[trainer]\nmodel = { kind = \"mlp\", hiden = [32] }"),
+            "trainer.model.hiden"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_their_field() {
+        assert_eq!(field_of("[search]\nrounds = \"three\""), "search.rounds");
+        assert_eq!(field_of("[pruning]\nrule = \"hyperband\""), "pruning.rule");
+        // Not a TOML document at all: no field to point at.
+        assert_eq!(field_of("[search"), "spec");
+    }
+
+    #[test]
+    fn load_reports_unreadable_files() {
+        let missing = Path::new("/nonexistent/lrsweep/spec.toml");
+        match SweepSpec::load(missing) {
+            Err(CoordinatorError::SpecFile { path, .. }) => assert!(path.contains("spec.toml")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

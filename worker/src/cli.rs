@@ -1,0 +1,83 @@
+//! Command line → `WorkerConfig` → `run`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use lrsweep_proto::cli::{init_logging, LogFormat};
+
+use crate::session::{run, WorkerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lrsweep-worker",
+    version,
+    about = "Trains the trials an lrsweep coordinator assigns and streams their loss traces back"
+)]
+pub struct Args {
+    /// Coordinator URL.
+    #[arg(
+        long,
+        env = "LRSWEEP_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub coordinator: String,
+    /// Name shown in the coordinator's logs and report (default: HOST-PID).
+    #[arg(long, env = "LRSWEEP_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Trials to train at once (one core each).
+    #[arg(long, env = "LRSWEEP_SLOTS", default_value_t = 1)]
+    pub slots: u32,
+    /// Longest wait between reconnect attempts, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub max_backoff_ms: u64,
+    /// `text` or `json` (one JSON object per stderr line).
+    #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    pub fn into_config(self) -> WorkerConfig {
+        let host = hostname();
+        WorkerConfig {
+            coordinator: self.coordinator,
+            name: self
+                .name
+                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            host,
+            slots: self.slots.max(1),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(self.max_backoff_ms.max(100)),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string())
+}
+
+/// The whole binary: exit 0 when the coordinator ends the sweep or on Ctrl-C/SIGTERM.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let config = args.into_config();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
