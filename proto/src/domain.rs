@@ -60,6 +60,9 @@ pub struct TrainerConfig {
     pub model: ModelSpec,
     #[serde(default)]
     pub optimizer: OptimizerSpec,
+    /// How the rate moves within a trial; the trial's rate is the schedule's peak.
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
     /// Seeds the validation split, the replicate subsets, weight init and minibatch order.
@@ -84,6 +87,7 @@ impl Default for TrainerConfig {
             dataset: DatasetSpec::default(),
             model: ModelSpec::default(),
             optimizer: OptimizerSpec::default(),
+            schedule: ScheduleSpec::default(),
             batch_size: default_batch_size(),
             seed: 0,
             validation_fraction: default_validation_fraction(),
@@ -128,6 +132,76 @@ impl Default for OptimizerSpec {
     fn default() -> Self {
         OptimizerSpec::Sgd { momentum: 0.0 }
     }
+}
+
+/// The learning rate at each step of a trial, as a pure function of the step. `lr` below is the
+/// trial's rate; `steps` its step budget.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// LR range test: grows every step from `lr` to `end_lr` over the trial's steps.
+    RangeTest {
+        end_lr: f64,
+        #[serde(default)]
+        ramp: Ramp,
+    },
+    /// Cyclical (Smith 2017): between `lr·base_fraction` and `lr`, half-cycle `step_size` steps.
+    Cyclical {
+        step_size: u64,
+        #[serde(default = "default_base_fraction")]
+        base_fraction: f64,
+        #[serde(default)]
+        mode: CyclicalMode,
+    },
+    /// 1cycle (Smith 2018): up to `lr` over `pct_start` of the steps, then down far below.
+    OneCycle {
+        #[serde(default = "default_pct_start")]
+        pct_start: f64,
+        #[serde(default = "default_div_factor")]
+        div_factor: f64,
+        #[serde(default = "default_final_div_factor")]
+        final_div_factor: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ramp {
+    /// lr_k = start·(end/start)^(k/N) (fastai).
+    #[default]
+    Exponential,
+    /// lr_k = start + k/(N−1)·(end − start) (Smith's original).
+    Linear,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CyclicalMode {
+    #[default]
+    Triangular,
+    /// Amplitude halves every cycle.
+    Triangular2,
+    /// Amplitude scaled by gamma^step.
+    ExpRange { gamma: f64 },
+}
+
+fn default_base_fraction() -> f64 {
+    0.25
+}
+
+fn default_pct_start() -> f64 {
+    0.3
+}
+
+fn default_div_factor() -> f64 {
+    25.0
+}
+
+fn default_final_div_factor() -> f64 {
+    1e4
 }
 
 impl TrainerConfig {
