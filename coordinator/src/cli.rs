@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use lrsweep_proto::cli::{init_logging, LogFormat};
 
-use crate::server::{run, CoordinatorConfig};
+use crate::server::{run, CoordinatorConfig, TlsFiles};
 use crate::spec::SweepSpec;
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,15 @@ pub struct Args {
     /// Worker binary for --local-workers (default: lrsweep-worker beside this binary).
     #[arg(long, env = "LRSWEEP_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+    /// Shared secret every worker must present. Never logged.
+    #[arg(long, env = "LRSWEEP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "LRSWEEP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, env = "LRSWEEP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -50,6 +59,11 @@ impl Args {
             local_workers: self.local_workers,
             worker_bin: self.worker_bin,
             log_format: self.log_format,
+            token: self.token.filter(|t| !t.is_empty()),
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
         })
     }
 }

@@ -11,10 +11,12 @@ use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::report::Report;
-use crate::service::{CoordinatorService, Hub};
+use crate::service::{CoordinatorService, Hub, TokenCheck, MAX_MESSAGE_BYTES};
 use crate::spec::SweepSpec;
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
@@ -33,6 +35,20 @@ pub struct CoordinatorConfig {
     pub worker_bin: Option<PathBuf>,
     /// Passed on to local workers.
     pub log_format: LogFormat,
+    /// When set, every RPC must carry it (`authorization: Bearer TOKEN`).
+    pub token: Option<String>,
+    /// Serve TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CoordinatorError> {
+    std::fs::read(path).map_err(|e| CoordinatorError::io(format!("reading {}", path.display()), e))
 }
 
 pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> {
@@ -56,9 +72,19 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     info!(event = "listening", addr = %addr, report = %config.report_path.display());
 
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = Identity::from_pem(read_file(&tls.cert)?, read_file(&tls.key)?);
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    let service = CoordinatorServer::new(CoordinatorService::new(hub.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CoordinatorServer::new(CoordinatorService::new(hub.clone())))
+        builder
+            .add_service(InterceptedService::new(
+                service,
+                TokenCheck::new(config.token.as_deref()),
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = server_stopped.await;
             }),
@@ -133,13 +159,23 @@ fn spawn_local_workers(
     };
     (0..config.local_workers)
         .map(|i| {
-            let child = Command::new(&bin)
-                .arg("--coordinator")
-                .arg(format!("http://{addr}"))
+            let mut command = Command::new(&bin);
+            match &config.tls {
+                // The certificate must name the listen address for local workers to accept it.
+                Some(tls) => command
+                    .arg("--coordinator")
+                    .arg(format!("https://{addr}"))
+                    .arg("--ca")
+                    .arg(&tls.cert),
+                None => command.arg("--coordinator").arg(format!("http://{addr}")),
+            };
+            let child = command
                 .arg("--name")
                 .arg(format!("local-{i}"))
                 .arg("--log-format")
                 .arg(format)
+                // Through the environment, so the token does not show in `ps`.
+                .envs(config.token.as_ref().map(|t| ("LRSWEEP_TOKEN", t.as_str())))
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()

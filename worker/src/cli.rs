@@ -31,6 +31,12 @@ pub struct Args {
     /// Longest wait between reconnect attempts, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub max_backoff_ms: u64,
+    /// Shared secret the coordinator expects. Never logged.
+    #[arg(long, env = "LRSWEEP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) for an https:// coordinator.
+    #[arg(long, env = "LRSWEEP_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -48,6 +54,8 @@ impl Args {
             slots: self.slots.max(1),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(self.max_backoff_ms.max(100)),
+            token: self.token.filter(|t| !t.is_empty()),
+            ca: self.ca,
         }
     }
 }

@@ -16,7 +16,10 @@ use lrsweep_proto::v1::{
 };
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
@@ -38,6 +41,61 @@ pub struct WorkerConfig {
     pub slots: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Shared secret sent with every RPC.
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an `https://` coordinator.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+type Client = CoordinatorClient<InterceptedService<Channel, AttachToken>>;
+
+/// Adds `authorization: Bearer TOKEN` to every request.
+#[derive(Clone)]
+struct AttachToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for AttachToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Checks the address, token and TLS settings once, before any connection is tried.
+fn endpoint(config: &WorkerConfig) -> Result<(Endpoint, AttachToken), WorkerError> {
+    let bad =
+        |what: String| WorkerError::Config(format!("--coordinator {}: {what}", config.coordinator));
+    let mut endpoint = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let https = config.coordinator.starts_with("https://");
+    match (&config.ca, https) {
+        (Some(ca), true) => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| WorkerError::Config(format!("reading --ca {}: {e}", ca.display())))?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+        }
+        (None, true) => return Err(bad("an https coordinator needs --ca".into())),
+        (Some(_), false) => return Err(bad("--ca needs an https:// coordinator".into())),
+        (None, false) => {}
+    }
+    let token = match &config.token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| WorkerError::Config("the token must be printable ASCII".into()))?,
+        ),
+        None => None,
+    };
+    Ok((endpoint, AttachToken(token)))
 }
 
 enum SessionEnd {
@@ -49,8 +107,7 @@ enum SessionEnd {
 
 /// Runs until the coordinator says the sweep is over or a shutdown signal arrives.
 pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
-    Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| WorkerError::Config(format!("--coordinator {}: {e}", config.coordinator)))?;
+    let (endpoint, token) = endpoint(&config)?;
     let span = tracing::info_span!("worker", worker = %config.name);
     let cache = DataCache::default();
     let mut backoff = Backoff::new(
@@ -60,7 +117,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     );
     loop {
         let outcome = tokio::select! {
-            outcome = session(&config, &cache, &mut backoff).instrument(span.clone()) => outcome,
+            outcome = session(&config, &endpoint, &token, &cache, &mut backoff).instrument(span.clone()) => outcome,
             () = shutdown_signal() => {
                 info!(parent: &span, event = "shutdown_requested");
                 return Ok(());
@@ -69,6 +126,15 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         let why = match outcome {
             Ok(SessionEnd::Shutdown) => return Ok(()),
             Ok(SessionEnd::Lost(why)) => why,
+            // Retrying cannot fix a refused token or a registration the coordinator rejects.
+            Err(WorkerError::Rpc(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Err(WorkerError::Rpc(status));
+            }
             Err(e) => e.to_string(),
         };
         let delay = backoff.next_delay();
@@ -133,16 +199,13 @@ impl Drop for StopAllOnDrop {
 
 async fn session(
     config: &WorkerConfig,
+    endpoint: &Endpoint,
+    token: &AttachToken,
     cache: &DataCache,
     backoff: &mut Backoff,
 ) -> Result<SessionEnd, WorkerError> {
-    let channel = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| WorkerError::Config(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
-    let mut client = CoordinatorClient::new(channel);
+    let channel = endpoint.connect().await?;
+    let mut client: Client = CoordinatorClient::with_interceptor(channel, token.clone());
     let registration = client
         .register(RegisterRequest {
             name: config.name.clone(),
