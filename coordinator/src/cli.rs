@@ -41,6 +41,12 @@ pub struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, env = "LRSWEEP_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A worker silent or disconnected this long (ms) loses its trials to other workers.
+    #[arg(long, env = "LRSWEEP_LEASE_MS", default_value_t = 10_000)]
+    pub lease_ms: u64,
+    /// Attempts per trial (failures and lost workers) before it is marked failed.
+    #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -59,6 +65,8 @@ impl Args {
             local_workers: self.local_workers,
             worker_bin: self.worker_bin,
             log_format: self.log_format,
+            lease: std::time::Duration::from_millis(self.lease_ms.max(100)),
+            max_attempts: self.max_attempts.max(1),
             token: self.token.filter(|t| !t.is_empty()),
             tls: self
                 .tls_cert

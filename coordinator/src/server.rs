@@ -39,6 +39,10 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// Serve TLS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// A worker silent or away this long loses its trials to others.
+    pub lease: Duration,
+    /// Attempts per trial before it is marked failed.
+    pub max_attempts: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -68,7 +72,20 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     let addr = listener
         .local_addr()
         .map_err(|e| CoordinatorError::io("reading bound address", e))?;
-    let hub = Hub::new(sweep_id.clone(), Sweep::new(config.spec.clone()));
+    let mut sweep = Sweep::new(config.spec.clone());
+    sweep.set_max_attempts(config.max_attempts);
+    let hub = Hub::new(sweep_id.clone(), sweep, config.lease);
+    let reaper = {
+        let hub = hub.clone();
+        let every = (config.lease / 4).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                hub.expire_leases(std::time::Instant::now());
+            }
+        })
+    };
     info!(event = "listening", addr = %addr, report = %config.report_path.display());
 
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -107,6 +124,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     while hub.connected_workers() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    reaper.abort();
     let _ = stop_server.send(());
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(Err(e))) => warn!(event = "server_error", error = %e),

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use lrsweep_proto::domain::TracePoint;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::coordinator_server::Coordinator;
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{
-    CoordinatorMessage, RegisterRequest, RegisterResponse, Shutdown, StopTrial, WorkerMessage,
+    CoordinatorMessage, RegisterRequest, RegisterResponse, Shutdown, StopTrial, TrialProgress,
+    WorkerMessage,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -32,15 +34,25 @@ const MAX_POINTS_PER_BATCH: usize = 100_000;
 
 type Outbox = mpsc::UnboundedSender<Result<CoordinatorMessage, Status>>;
 
-struct Registration {
+/// What the hub knows of one worker, connected or not.
+struct WorkerLink {
+    /// The worker process's own id, the same across its reconnects.
+    instance: String,
     name: String,
     slots: u32,
+    /// The open stream, tagged with its session number so that a dead session's hang-up does not
+    /// close the stream of the session that replaced it.
+    outbox: Option<(u64, Outbox)>,
+    /// Any message, a connect or a hang-up renews the lease from here.
+    last_seen: Instant,
+    /// Whether the sweep counts it (from its first session on).
+    joined: bool,
 }
 
 struct State {
     sweep: Sweep,
-    links: HashMap<WorkerId, Outbox>,
-    pending: HashMap<WorkerId, Registration>,
+    workers: HashMap<WorkerId, WorkerLink>,
+    sessions: u64,
     shutdown_sent: bool,
 }
 
@@ -49,21 +61,24 @@ pub struct Hub {
     sweep_id: String,
     state: Mutex<State>,
     next_worker: AtomicU64,
+    /// How long a worker may stay silent or away before its trials go to others.
+    lease: Duration,
     /// Becomes true once the sweep is over and every worker has been told.
     done: watch::Sender<bool>,
 }
 
 impl Hub {
-    pub fn new(sweep_id: String, sweep: Sweep) -> Arc<Hub> {
+    pub fn new(sweep_id: String, sweep: Sweep, lease: Duration) -> Arc<Hub> {
         Arc::new(Hub {
             sweep_id,
             state: Mutex::new(State {
                 sweep,
-                links: HashMap::new(),
-                pending: HashMap::new(),
+                workers: HashMap::new(),
+                sessions: 0,
                 shutdown_sent: false,
             }),
             next_worker: AtomicU64::new(1),
+            lease,
             done: watch::channel(false).0,
         })
     }
@@ -86,7 +101,11 @@ impl Hub {
     }
 
     pub fn connected_workers(&self) -> usize {
-        self.lock().links.len()
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.outbox.is_some())
+            .count()
     }
 
     /// Stop taking work: nothing more is dispatched and every worker is told to exit.
@@ -94,6 +113,27 @@ impl Hub {
         let mut st = self.lock();
         st.sweep.finish_early();
         self.send_shutdown(&mut st, reason);
+    }
+
+    /// Workers silent or away for longer than the lease lose their trials to others.
+    pub fn expire_leases(&self, now: Instant) {
+        let mut st = self.lock();
+        let expired: Vec<WorkerId> = st
+            .workers
+            .iter()
+            .filter(|(_, w)| now.duration_since(w.last_seen) > self.lease)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(link) = st.workers.remove(&id) {
+                warn!(event = "lease_expired", worker = %id, name = %link.name, connected = link.outbox.is_some());
+                if let Some((_, outbox)) = link.outbox {
+                    let _ = outbox.send(Err(Status::unavailable("lease expired")));
+                }
+            }
+            let commands = st.sweep.remove_worker(&id, "lease expired");
+            self.apply(&mut st, commands);
+        }
     }
 
     /// Carries out the sweep's commands, then tells everyone to go home if the sweep is over.
@@ -119,9 +159,10 @@ impl Hub {
                     }),
                 ),
             };
-            if let Some(link) = st.links.get(&worker) {
-                // A closed link is a worker on its way out; its disconnect re-queues its trials.
-                let _ = link.send(Ok(CoordinatorMessage { kind: Some(kind) }));
+            // A worker that is away gets no assignments, and learns of a stop when it comes back
+            // (that trial is not resumed).
+            if let Some((_, outbox)) = st.workers.get(&worker).and_then(|w| w.outbox.as_ref()) {
+                let _ = outbox.send(Ok(CoordinatorMessage { kind: Some(kind) }));
             }
         }
         if st.sweep.is_finished() {
@@ -132,16 +173,138 @@ impl Hub {
     fn send_shutdown(&self, st: &mut State, reason: &str) {
         if !st.shutdown_sent {
             st.shutdown_sent = true;
-            info!(event = "workers_released", workers = st.links.len(), reason);
+            info!(
+                event = "workers_released",
+                workers = st.workers.len(),
+                reason
+            );
         }
-        for link in st.links.values() {
-            let _ = link.send(Ok(shutdown_message(reason)));
+        for (_, outbox) in st.workers.values().filter_map(|w| w.outbox.as_ref()) {
+            let _ = outbox.send(Ok(shutdown_message(reason)));
         }
         self.done.send_replace(true);
     }
 
+    fn register(&self, r: &RegisterRequest) -> Result<RegisterResponse, CoordinatorError> {
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "worker name must have 1 to {MAX_NAME_LEN} characters"
+            )));
+        }
+        if r.slots == 0 || r.slots > MAX_SLOTS {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "slots must lie in 1..={MAX_SLOTS}, got {}",
+                r.slots
+            )));
+        }
+        if r.instance.len() > MAX_NAME_LEN || r.running.len() > MAX_SLOTS as usize * 64 {
+            return Err(CoordinatorError::InvalidRequest(
+                "instance id or running list too long".into(),
+            ));
+        }
+        let mut st = self.lock();
+        let known = st
+            .workers
+            .iter()
+            .find(|(_, w)| !r.instance.is_empty() && w.instance == r.instance)
+            .map(|(id, w)| (id.clone(), w.joined));
+        let (worker_id, resume) = match known {
+            Some((id, joined)) => {
+                let reported: Vec<(u64, u32)> =
+                    r.running.iter().map(|t| (t.trial_id, t.attempt)).collect();
+                let kept = if joined {
+                    st.sweep.reattach_worker(&id, &reported)
+                } else {
+                    Vec::new()
+                };
+                info!(event = "worker_reconnected", worker = %id, name, resumed = kept.len());
+                if let Some(link) = st.workers.get_mut(&id) {
+                    link.last_seen = Instant::now();
+                }
+                (id, kept)
+            }
+            None => {
+                let id = format!("w{}", self.next_worker.fetch_add(1, Ordering::Relaxed));
+                info!(event = "worker_registered", worker = %id, name, host = %r.host, slots = r.slots);
+                st.workers.insert(
+                    id.clone(),
+                    WorkerLink {
+                        instance: r.instance.clone(),
+                        name: name.to_string(),
+                        slots: r.slots,
+                        outbox: None,
+                        last_seen: Instant::now(),
+                        joined: false,
+                    },
+                );
+                (id, Vec::new())
+            }
+        };
+        let commands = st.sweep.dispatch();
+        self.apply(&mut st, commands);
+        Ok(RegisterResponse {
+            worker_id,
+            sweep_id: self.sweep_id.clone(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            resume: resume
+                .into_iter()
+                .map(|(trial_id, attempt, last_step)| TrialProgress {
+                    trial_id,
+                    attempt,
+                    last_step,
+                })
+                .collect(),
+        })
+    }
+
+    /// Opens a session: returns its number, for `hang_up`.
+    fn connect(&self, worker: &str, outbox: Outbox) -> Result<u64, CoordinatorError> {
+        let mut st = self.lock();
+        st.sessions += 1;
+        let session = st.sessions;
+        let shutdown_sent = st.shutdown_sent;
+        let link = st
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| CoordinatorError::UnknownWorker(worker.to_string()))?;
+        link.last_seen = Instant::now();
+        if shutdown_sent {
+            let _ = outbox.send(Ok(shutdown_message("sweep finished")));
+            return Ok(session);
+        }
+        link.outbox = Some((session, outbox));
+        if link.joined {
+            st.sweep.set_available(worker, true);
+        } else {
+            link.joined = true;
+            let (name, slots) = (link.name.clone(), link.slots);
+            info!(event = "worker_connected", worker, name = %name, slots);
+            st.sweep.add_worker(worker.to_string(), name, slots);
+        }
+        let commands = st.sweep.dispatch();
+        self.apply(&mut st, commands);
+        Ok(session)
+    }
+
+    /// The stream ended without a goodbye: the worker keeps its trials while its lease runs.
+    fn hang_up(&self, worker: &str, session: u64) {
+        let mut st = self.lock();
+        if let Some(link) = st.workers.get_mut(worker) {
+            if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
+                link.outbox = None;
+                link.last_seen = Instant::now();
+                st.sweep.set_available(worker, false);
+            }
+        }
+    }
+
     fn handle(&self, worker: &str, message: WorkerMessage) -> Result<(), CoordinatorError> {
         let mut st = self.lock();
+        let Some(link) = st.workers.get_mut(worker) else {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        };
+        link.last_seen = Instant::now();
         let commands = match message.kind {
             Some(Up::Trace(batch)) => {
                 if batch.points.len() > MAX_POINTS_PER_BATCH {
@@ -165,6 +328,11 @@ impl Hub {
                 .sweep
                 .on_failed(worker, f.trial_id, f.attempt, &f.error)?,
             Some(Up::Heartbeat(_)) => Vec::new(),
+            Some(Up::Leaving(l)) => {
+                info!(event = "worker_leaving", reason = %l.reason);
+                st.workers.remove(worker);
+                st.sweep.remove_worker(worker, "left")
+            }
             Some(Up::Hello(_)) => {
                 return Err(CoordinatorError::InvalidRequest(
                     "hello sent twice on one stream".into(),
@@ -174,33 +342,6 @@ impl Hub {
         };
         self.apply(&mut st, commands);
         Ok(())
-    }
-
-    fn connect(&self, worker: &str, outbox: Outbox) -> Result<(), CoordinatorError> {
-        let mut st = self.lock();
-        let registration = st
-            .pending
-            .remove(worker)
-            .ok_or_else(|| CoordinatorError::UnknownWorker(worker.to_string()))?;
-        if st.shutdown_sent {
-            let _ = outbox.send(Ok(shutdown_message("sweep finished")));
-            return Ok(());
-        }
-        info!(event = "worker_connected", worker, name = %registration.name, slots = registration.slots);
-        st.sweep
-            .add_worker(worker.to_string(), registration.name, registration.slots);
-        st.links.insert(worker.to_string(), outbox);
-        let commands = st.sweep.dispatch();
-        self.apply(&mut st, commands);
-        Ok(())
-    }
-
-    fn disconnect(&self, worker: &str) {
-        let mut st = self.lock();
-        st.links.remove(worker);
-        st.sweep.remove_worker(worker);
-        let commands = st.sweep.dispatch();
-        self.apply(&mut st, commands);
     }
 }
 
@@ -230,35 +371,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let r = request.into_inner();
-        let name = r.name.trim();
-        if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "worker name must have 1 to {MAX_NAME_LEN} characters"
-            ))
-            .into());
-        }
-        if r.slots == 0 || r.slots > MAX_SLOTS {
-            return Err(CoordinatorError::InvalidRequest(format!(
-                "slots must lie in 1..={MAX_SLOTS}, got {}",
-                r.slots
-            ))
-            .into());
-        }
-        let worker_id = format!("w{}", self.hub.next_worker.fetch_add(1, Ordering::Relaxed));
-        info!(event = "worker_registered", worker = %worker_id, name, host = %r.host, slots = r.slots);
-        self.hub.lock().pending.insert(
-            worker_id.clone(),
-            Registration {
-                name: name.to_string(),
-                slots: r.slots,
-            },
-        );
-        Ok(Response::new(RegisterResponse {
-            worker_id,
-            sweep_id: self.hub.sweep_id.clone(),
-            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
-        }))
+        Ok(Response::new(self.hub.register(request.get_ref())?))
     }
 
     type SessionStream = Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
@@ -280,7 +393,7 @@ impl Coordinator for CoordinatorService {
             }
         };
         let (outbox, rx) = mpsc::unbounded_channel();
-        self.hub.connect(&worker, outbox.clone())?;
+        let session = self.hub.connect(&worker, outbox.clone())?;
         let hub = self.hub.clone();
         let span = tracing::info_span!("session", sweep = %hub.sweep_id, worker = %worker);
         tokio::spawn(
@@ -297,12 +410,14 @@ impl Coordinator for CoordinatorService {
                         Ok(None) => break,
                         Err(status) => {
                             warn!(event = "stream_broken", error = %status.message());
+                            // Tell the worker why, if it can still hear (e.g. an oversized message).
+                            let _ = outbox.send(Err(status));
                             break;
                         }
                     }
                 }
                 info!(event = "worker_disconnected");
-                hub.disconnect(&worker);
+                hub.hang_up(&worker, session);
             }
             .instrument(span),
         );
@@ -373,7 +488,12 @@ mod tests {
     fn token_check_accepts_only_the_exact_bearer_token() {
         let mut check = TokenCheck::new(Some("s3cret"));
         assert!(check.call(request(Some("Bearer s3cret"))).is_ok());
-        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret!"), Some("s3cret")] {
+        for bad in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret!"),
+            Some("s3cret"),
+        ] {
             let err = check.call(request(bad)).unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad:?}");
         }

@@ -80,6 +80,8 @@ impl Trial {
 #[derive(Debug)]
 struct WorkerSlotState {
     slots: u32,
+    /// False while its stream is down: it keeps its trials but gets no new ones.
+    available: bool,
     running: BTreeSet<TrialId>,
 }
 
@@ -99,8 +101,12 @@ pub struct Sweep {
     workers: BTreeMap<WorkerId, WorkerSlotState>,
     /// Names of every worker ever connected, kept after they leave for the report.
     names: BTreeMap<WorkerId, String>,
+    /// A trial whose attempts failed or were lost this many times is marked failed.
+    max_attempts: u32,
     finished: bool,
 }
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 impl Sweep {
     pub fn new(spec: SweepSpec) -> Sweep {
@@ -118,10 +124,15 @@ impl Sweep {
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
             names: BTreeMap::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             finished: false,
         };
         sweep.start_round(plan);
         sweep
+    }
+
+    pub fn set_max_attempts(&mut self, max_attempts: u32) {
+        self.max_attempts = max_attempts.max(1);
     }
 
     pub fn spec(&self) -> &SweepSpec {
@@ -200,6 +211,7 @@ impl Sweep {
             id,
             WorkerSlotState {
                 slots: slots.max(1),
+                available: true,
                 running: BTreeSet::new(),
             },
         );
@@ -209,33 +221,104 @@ impl Sweep {
         self.names.get(id).map(String::as_str)
     }
 
-    /// The worker is gone: its running trials go back to the front of the queue.
-    pub fn remove_worker(&mut self, id: &str) {
+    /// The worker is gone for good (left, or its lease ran out): each of its running trials goes
+    /// back to the front of the queue, or fails once it has used up its attempts.
+    pub fn remove_worker(&mut self, id: &str, why: &str) -> Vec<Command> {
         let Some(state) = self.workers.remove(id) else {
-            return;
+            return Vec::new();
         };
         for trial_id in state.running.into_iter().rev() {
-            let trial = &mut self.trials[trial_id as usize];
-            if trial.status == TrialStatus::Running {
-                warn!(
-                    event = "trial_requeued",
-                    trial = trial_id,
-                    lr = trial.lr,
-                    worker = id,
-                    attempt = trial.attempt
-                );
-                trial.status = TrialStatus::Queued;
-                trial.steps = 0;
-                trial.monitor = TraceMonitor::new(&self.spec.pruning);
-                self.queue.push_front(trial_id);
-            }
+            self.retry_or_fail(trial_id, &format!("worker {id} {why}"));
+        }
+        self.advance()
+    }
+
+    /// A worker whose stream broke keeps its trials (it may come back) but gets no new ones.
+    pub fn set_available(&mut self, id: &str, available: bool) {
+        if let Some(w) = self.workers.get_mut(id) {
+            w.available = available;
+        }
+    }
+
+    /// The trials this worker still runs, as the sweep sees them: (trial, attempt, last step).
+    pub fn running_on(&self, worker: &str) -> Vec<(TrialId, u32, u64)> {
+        self.workers
+            .get(worker)
+            .map(|w| {
+                w.running
+                    .iter()
+                    .map(|&id| {
+                        let t = &self.trials[id as usize];
+                        (id, t.attempt, t.steps)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A worker came back after a broken stream, still training `reported` (trial, attempt).
+    /// Returns what it keeps, with the last step the sweep has of each; the trials the sweep
+    /// had on it that it no longer has are handed out again.
+    pub fn reattach_worker(
+        &mut self,
+        id: &str,
+        reported: &[(TrialId, u32)],
+    ) -> Vec<(TrialId, u32, u64)> {
+        let kept: Vec<(TrialId, u32, u64)> = self
+            .running_on(id)
+            .into_iter()
+            .filter(|(trial, attempt, _)| reported.contains(&(*trial, *attempt)))
+            .collect();
+        let lost: Vec<TrialId> = self
+            .running_on(id)
+            .into_iter()
+            .map(|(trial, _, _)| trial)
+            .filter(|trial| !kept.iter().any(|k| k.0 == *trial))
+            .collect();
+        for trial_id in lost {
+            self.retry_or_fail(trial_id, &format!("worker {id} came back without it"));
+        }
+        kept
+    }
+
+    /// Ends the current attempt of a running trial without a verdict on the rate.
+    fn retry_or_fail(&mut self, trial_id: TrialId, error: &str) {
+        self.release(trial_id);
+        let trial = &mut self.trials[trial_id as usize];
+        if trial.status != TrialStatus::Running {
+            return;
+        }
+        trial.error = Some(error.to_string());
+        if trial.attempt >= self.max_attempts {
+            trial.status = TrialStatus::Failed;
+            warn!(
+                event = "trial_failed",
+                round = trial.round,
+                trial = trial_id,
+                lr = trial.lr,
+                attempts = trial.attempt,
+                error
+            );
+        } else {
+            warn!(
+                event = "trial_requeued",
+                round = trial.round,
+                trial = trial_id,
+                lr = trial.lr,
+                attempt = trial.attempt,
+                error
+            );
+            trial.status = TrialStatus::Queued;
+            trial.steps = 0;
+            trial.monitor = TraceMonitor::new(&self.spec.pruning);
+            self.queue.push_front(trial_id);
         }
     }
 
     fn least_loaded_free_worker(&self) -> Option<WorkerId> {
         self.workers
             .iter()
-            .filter(|(_, w)| (w.running.len() as u32) < w.slots)
+            .filter(|(_, w)| w.available && (w.running.len() as u32) < w.slots)
             .min_by_key(|(_, w)| w.running.len())
             .map(|(id, _)| id.clone())
     }
@@ -324,22 +407,25 @@ impl Sweep {
             return Ok(Vec::new());
         };
         let trial = &mut self.trials[index];
-        let mut last = trial.steps;
-        for p in points {
-            if p.step <= last {
-                return Err(CoordinatorError::InvalidRequest(format!(
-                    "trial {trial_id}: step {} after step {last}",
-                    p.step
-                )));
-            }
-            if p.step > trial.budget {
-                return Err(CoordinatorError::InvalidRequest(format!(
-                    "trial {trial_id}: step {} beyond its budget of {}",
-                    p.step, trial.budget
-                )));
-            }
-            last = p.step;
+        // Within a batch steps must rise; across batches a point at or below the last step is a
+        // resend after a reconnect, and is skipped (points are idempotent on trial, attempt, step).
+        if let Some(w) = points.windows(2).find(|w| w[1].step <= w[0].step) {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "trial {trial_id}: step {} after step {} in one batch",
+                w[1].step, w[0].step
+            )));
         }
+        if let Some(p) = points.iter().find(|p| p.step > trial.budget) {
+            return Err(CoordinatorError::InvalidRequest(format!(
+                "trial {trial_id}: step {} beyond its budget of {}",
+                p.step, trial.budget
+            )));
+        }
+        let fresh = points.partition_point(|p| p.step <= trial.steps);
+        let points = &points[fresh..];
+        let Some(last) = points.last().map(|p| p.step) else {
+            return Ok(Vec::new());
+        };
         trial.steps_run += last - trial.steps;
         trial.steps = last;
         // Points that arrive after the stop order still count as work done, but are not judged.
@@ -420,17 +506,7 @@ impl Sweep {
         if trial.status != TrialStatus::Running {
             return Ok(Vec::new());
         }
-        trial.status = TrialStatus::Failed;
-        trial.error = Some(error.to_string());
-        warn!(
-            event = "trial_failed",
-            round = trial.round,
-            trial = trial_id,
-            lr = trial.lr,
-            worker,
-            error
-        );
-        self.release(trial_id);
+        self.retry_or_fail(trial_id, error);
         Ok(self.advance())
     }
 
@@ -691,7 +767,7 @@ mod tests {
         sweep
             .on_trace("w1", first.trial_id, 1, &trace(&first, 1, 5))
             .unwrap();
-        sweep.remove_worker("w1");
+        assert!(sweep.remove_worker("w1", "vanished").is_empty());
         sweep.add_worker("w2".into(), "b".into(), 1);
         let (worker, again) = assignments(&sweep.dispatch()).remove(0);
         assert_eq!((worker.as_str(), again.trial_id), ("w2", first.trial_id));
@@ -707,6 +783,47 @@ mod tests {
             .on_trace("w2", again.trial_id, 2, &trace(&again, 1, 4))
             .unwrap();
         assert_eq!(sweep.total_steps(), 9);
+    }
+
+    #[test]
+    fn a_trial_lost_or_failed_max_attempts_times_is_failed_with_the_last_error() {
+        let mut sweep = Sweep::new(spec(RungRule::None));
+        sweep.set_max_attempts(2);
+        sweep.add_worker("w1".into(), "a".into(), 1);
+        let (_, a) = assignments(&sweep.dispatch()).remove(0);
+        let next = sweep
+            .on_failed("w1", a.trial_id, 1, "out of memory")
+            .unwrap();
+        let (_, again) = assignments(&next).remove(0);
+        assert_eq!((again.trial_id, again.attempt), (a.trial_id, 2));
+        sweep.remove_worker("w1", "lease expired");
+        let trial = &sweep.trials()[a.trial_id as usize];
+        assert_eq!(trial.status, TrialStatus::Failed);
+        assert_eq!(trial.error.as_deref(), Some("worker w1 lease expired"));
+    }
+
+    #[test]
+    fn a_reconnecting_worker_keeps_what_it_still_runs_and_resends_idempotently() {
+        let mut sweep = Sweep::new(spec(RungRule::None));
+        sweep.add_worker("w1".into(), "a".into(), 2);
+        let given = assignments(&sweep.dispatch());
+        let (a, b) = (given[0].1.clone(), given[1].1.clone());
+        sweep
+            .on_trace("w1", a.trial_id, 1, &trace(&a, 1, 10))
+            .unwrap();
+        // Back with only `a`: it resumes after step 10; `b` goes back to the queue.
+        let kept = sweep.reattach_worker("w1", &[(a.trial_id, 1)]);
+        assert_eq!(kept, vec![(a.trial_id, 1, 10)]);
+        assert_eq!(
+            sweep.trials()[b.trial_id as usize].status,
+            TrialStatus::Queued
+        );
+        // Resent points overlap what arrived before: counted once.
+        sweep
+            .on_trace("w1", a.trial_id, 1, &trace(&a, 5, 12))
+            .unwrap();
+        let trial = &sweep.trials()[a.trial_id as usize];
+        assert_eq!((trial.steps, trial.steps_run), (12, 12));
     }
 
     #[test]
@@ -739,12 +856,9 @@ mod tests {
         sweep
             .on_trace("w1", a.trial_id, 1, &trace(&a, 1, 5))
             .unwrap();
-        assert!(invalid(sweep.on_trace(
-            "w1",
-            a.trial_id,
-            1,
-            &trace(&a, 5, 6)
-        )));
+        let mut backwards = trace(&a, 6, 8);
+        backwards.swap(0, 2);
+        assert!(invalid(sweep.on_trace("w1", a.trial_id, 1, &backwards)));
         assert!(invalid(sweep.on_completed("w1", a.trial_id, 1, 100)));
         // Another worker's word on this trial is stale, not valid.
         assert!(sweep

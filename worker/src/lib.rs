@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod session;
 pub mod trainer;
+pub mod trials;
 
 pub use error::WorkerError;
 pub use session::{run, WorkerConfig};

@@ -1,21 +1,18 @@
-//! One connection to the coordinator: register, hold the stream, run the trials it assigns and
-//! stream their traces back. `run` reconnects when a session is lost.
+//! Connections to the coordinator: register, hold the stream, run the trials it assigns and
+//! stream their traces back. When a stream breaks, `run` reconnects with backoff and the worker
+//! resumes its trials where the coordinator lost them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use lrsweep_proto::cli::shutdown_signal;
-use lrsweep_proto::domain::{TracePoint, TrainerConfig, TrialAssignment, TrialId};
+use lrsweep_proto::domain::TrialAssignment;
 use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
-use lrsweep_proto::v1::{
-    Heartbeat, Hello, RegisterRequest, TraceBatch, TrialCompleted, TrialFailed, WorkerMessage,
-};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use lrsweep_proto::v1::{Heartbeat, Hello, Leaving, RegisterRequest, TrialFailed};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -23,13 +20,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
-use crate::trainer::{run_trial, PreparedData};
+use crate::trials::{settle, train, up, DataCache, Outbox, TrialEnd, Trials};
 use crate::WorkerError;
-
-/// Points are sent in batches of at most this many...
-const BATCH_POINTS: usize = 32;
-/// ...or after this long, so the coordinator sees a divergence within milliseconds.
-const BATCH_AGE: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -98,9 +90,20 @@ fn endpoint(config: &WorkerConfig) -> Result<(Endpoint, AttachToken), WorkerErro
     Ok((endpoint, AttachToken(token)))
 }
 
+/// Everything that outlives one connection.
+struct Worker {
+    config: WorkerConfig,
+    /// Random per process: lets the coordinator recognise this worker when it reconnects.
+    instance: String,
+    trials: Arc<Trials>,
+    cache: Arc<DataCache>,
+    outbox: Arc<Outbox>,
+    slots: Arc<Semaphore>,
+}
+
 enum SessionEnd {
-    /// The coordinator said there is no more work.
-    Shutdown,
+    /// The coordinator said there is no more work, or we said goodbye.
+    Over,
     /// The stream ended without a shutdown order: reconnect.
     Lost(String),
 }
@@ -109,22 +112,32 @@ enum SessionEnd {
 pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let (endpoint, token) = endpoint(&config)?;
     let span = tracing::info_span!("worker", worker = %config.name);
-    let cache = DataCache::default();
+    let (leave_tx, mut leave) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = leave_tx.send(true);
+    });
+    let worker = Worker {
+        instance: instance_id(),
+        trials: Arc::default(),
+        cache: Arc::default(),
+        outbox: Arc::default(),
+        slots: Arc::new(Semaphore::new(config.slots as usize)),
+        config,
+    };
     let mut backoff = Backoff::new(
-        config.initial_backoff,
-        config.max_backoff,
+        worker.config.initial_backoff,
+        worker.config.max_backoff,
         u64::from(std::process::id()),
     );
     loop {
-        let outcome = tokio::select! {
-            outcome = session(&config, &endpoint, &token, &cache, &mut backoff).instrument(span.clone()) => outcome,
-            () = shutdown_signal() => {
-                info!(parent: &span, event = "shutdown_requested");
-                return Ok(());
-            }
-        };
+        let outcome = worker
+            .session(&endpoint, &token, &mut backoff, leave.clone())
+            .instrument(span.clone())
+            .await;
+        worker.outbox.close();
         let why = match outcome {
-            Ok(SessionEnd::Shutdown) => return Ok(()),
+            Ok(SessionEnd::Over) => return Ok(()),
             Ok(SessionEnd::Lost(why)) => why,
             // Retrying cannot fix a refused token or a registration the coordinator rejects.
             Err(WorkerError::Rpc(status))
@@ -133,6 +146,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                     tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
                 ) =>
             {
+                worker.trials.stop_all();
                 return Err(WorkerError::Rpc(status));
             }
             Err(e) => e.to_string(),
@@ -141,251 +155,166 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         warn!(
             parent: &span,
             event = "coordinator_unreachable",
-            coordinator = %config.coordinator,
+            coordinator = %worker.config.coordinator,
             error = %why,
             attempt = backoff.failures(),
             retry_in_ms = delay.as_millis() as u64,
         );
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// Prepared datasets, shared by all trials with the same data settings.
-#[derive(Default, Clone)]
-struct DataCache(Arc<Mutex<HashMap<String, Arc<PreparedData>>>>);
-
-impl DataCache {
-    fn get(&self, trainer: &TrainerConfig) -> Result<Arc<PreparedData>, WorkerError> {
-        let key = format!(
-            "{}|{}|{}",
-            serde_json::to_string(&trainer.dataset).unwrap_or_default(),
-            trainer.seed,
-            trainer.validation_fraction
-        );
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(data) = cache.get(&key) {
-            return Ok(data.clone());
-        }
-        let data = Arc::new(PreparedData::prepare(
-            &trainer.dataset,
-            trainer.seed,
-            trainer.validation_fraction,
-        )?);
-        cache.insert(key, data.clone());
-        Ok(data)
-    }
-}
-
-/// Stop flags of this session's trials. Dropping the session stops them all: their trials were
-/// handed back to the coordinator the moment the stream closed.
-#[derive(Default, Clone)]
-struct Running(Arc<Mutex<HashMap<TrialId, Arc<AtomicBool>>>>);
-
-impl Running {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<TrialId, Arc<AtomicBool>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-struct StopAllOnDrop(Running);
-
-impl Drop for StopAllOnDrop {
-    fn drop(&mut self) {
-        for flag in self.0.map().values() {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-async fn session(
-    config: &WorkerConfig,
-    endpoint: &Endpoint,
-    token: &AttachToken,
-    cache: &DataCache,
-    backoff: &mut Backoff,
-) -> Result<SessionEnd, WorkerError> {
-    let channel = endpoint.connect().await?;
-    let mut client: Client = CoordinatorClient::with_interceptor(channel, token.clone());
-    let registration = client
-        .register(RegisterRequest {
-            name: config.name.clone(),
-            host: config.host.clone(),
-            slots: config.slots,
-        })
-        .await?
-        .into_inner();
-    backoff.reset();
-    let worker_id = registration.worker_id;
-    info!(event = "registered", worker_id = %worker_id, sweep = %registration.sweep_id, slots = config.slots);
-
-    let (tx, rx) = mpsc::channel::<WorkerMessage>(1024);
-    let _ = tx.send(up(Up::Hello(Hello { worker_id }))).await;
-    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
-
-    let slots = Arc::new(Semaphore::new(config.slots as usize));
-    let running = Running::default();
-    let _stop_all = StopAllOnDrop(running.clone());
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
-        registration.heartbeat_interval_ms.max(100),
-    )));
-    loop {
         tokio::select! {
-            message = inbound.message() => {
-                let Some(message) = message? else {
-                    return Ok(SessionEnd::Lost("coordinator closed the stream".into()));
-                };
-                match message.kind {
-                    Some(Down::Assign(wire)) => {
-                        let (trial, attempt) = (wire.trial_id, wire.attempt);
-                        match TrialAssignment::try_from(wire) {
-                            Ok(assignment) => start_trial(assignment, &slots, &running, cache, &tx),
-                            Err(e) => {
-                                warn!(event = "assignment_rejected", trial, error = %e);
-                                let _ = tx.send(up(Up::Failed(TrialFailed { trial_id: trial, attempt, error: e.to_string() }))).await;
-                            }
-                        }
-                    }
-                    Some(Down::Stop(stop)) => {
-                        info!(event = "stop_received", trial = stop.trial_id, reason = %stop.reason);
-                        if let Some(flag) = running.map().get(&stop.trial_id) {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Some(Down::Shutdown(s)) => {
-                        info!(event = "shutdown_received", reason = %s.reason);
-                        // Hang up cleanly: end our half of the stream and let the coordinator end
-                        // its half, rather than cutting the connection under it.
-                        drop(tx);
-                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                            while let Ok(Some(_)) = inbound.message().await {}
-                        })
-                        .await;
-                        return Ok(SessionEnd::Shutdown);
-                    }
-                    None => warn!(event = "empty_message_ignored"),
-                }
-            }
-            _ = heartbeat.tick() => {
-                let running_trials = running.map().keys().copied().collect();
-                if tx.send(up(Up::Heartbeat(Heartbeat { running_trials }))).await.is_err() {
-                    return Ok(SessionEnd::Lost("outbound stream closed".into()));
-                }
+            () = tokio::time::sleep(delay) => {}
+            _ = leave.wait_for(|l| *l) => {
+                info!(parent: &span, event = "shutdown_requested");
+                worker.trials.stop_all();
+                return Ok(());
             }
         }
     }
 }
 
-fn up(kind: Up) -> WorkerMessage {
-    WorkerMessage { kind: Some(kind) }
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}-{:x}", std::process::id(), nanos)
 }
 
-/// Queues the trial for a free slot; its training runs on a blocking thread.
-fn start_trial(
-    assignment: TrialAssignment,
-    slots: &Arc<Semaphore>,
-    running: &Running,
-    cache: &DataCache,
-    tx: &mpsc::Sender<WorkerMessage>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    running.map().insert(assignment.trial_id, stop.clone());
-    let (slots, running, cache, tx) = (slots.clone(), running.clone(), cache.clone(), tx.clone());
-    let span = tracing::info_span!(
-        "trial",
-        trial = assignment.trial_id,
-        lr = assignment.lr,
-        attempt = assignment.attempt
-    );
-    tokio::spawn(
-        async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
+impl Worker {
+    async fn session(
+        &self,
+        endpoint: &Endpoint,
+        token: &AttachToken,
+        backoff: &mut Backoff,
+        mut leave: watch::Receiver<bool>,
+    ) -> Result<SessionEnd, WorkerError> {
+        let channel = endpoint.connect().await?;
+        let mut client: Client = CoordinatorClient::with_interceptor(channel, token.clone());
+        let registration = client
+            .register(RegisterRequest {
+                name: self.config.name.clone(),
+                host: self.config.host.clone(),
+                slots: self.config.slots,
+                instance: self.instance.clone(),
+                running: self.trials.progress(),
+            })
+            .await?
+            .into_inner();
+        backoff.reset();
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(up(Up::Hello(Hello {
+            worker_id: registration.worker_id.clone(),
+        })));
+        let resumed = self.trials.resume(&registration.resume, &self.outbox, tx);
+        info!(
+            event = "registered",
+            worker_id = %registration.worker_id,
+            sweep = %registration.sweep_id,
+            slots = self.config.slots,
+            resumed,
+        );
+        let mut inbound = client
+            .session(UnboundedReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
+            registration.heartbeat_interval_ms.max(100),
+        )));
+        loop {
+            tokio::select! {
+                message = inbound.message() => {
+                    let Some(message) = message? else {
+                        return Ok(SessionEnd::Lost("coordinator closed the stream".into()));
+                    };
+                    match message.kind {
+                        Some(Down::Assign(wire)) => self.assign(wire),
+                        Some(Down::Stop(stop)) => {
+                            info!(event = "stop_received", trial = stop.trial_id, reason = %stop.reason);
+                            self.trials.stop(stop.trial_id);
+                        }
+                        Some(Down::Shutdown(s)) => {
+                            info!(event = "shutdown_received", reason = %s.reason);
+                            self.hang_up(inbound).await;
+                            return Ok(SessionEnd::Over);
+                        }
+                        None => warn!(event = "empty_message_ignored"),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let running_trials = self.trials.running();
+                    if !self.outbox.send(up(Up::Heartbeat(Heartbeat { running_trials }))) {
+                        return Ok(SessionEnd::Lost("outbound stream closed".into()));
+                    }
+                }
+                _ = leave.wait_for(|l| *l) => {
+                    info!(event = "shutdown_requested");
+                    // Hand the trials back now rather than when the lease runs out.
+                    self.trials.stop_all();
+                    self.outbox.send(up(Up::Leaving(Leaving { reason: "worker shutting down".into() })));
+                    self.hang_up(inbound).await;
+                    return Ok(SessionEnd::Over);
+                }
+            }
+        }
+    }
+
+    /// Ends our half of the stream and waits briefly for the coordinator to end its half, rather
+    /// than cutting the connection under it.
+    async fn hang_up(&self, mut inbound: tonic::Streaming<lrsweep_proto::v1::CoordinatorMessage>) {
+        self.outbox.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+    }
+
+    /// Queues the trial for a free slot; its training runs on a blocking thread.
+    fn assign(&self, wire: lrsweep_proto::v1::AssignTrial) {
+        let (trial_id, attempt) = (wire.trial_id, wire.attempt);
+        let assignment = match TrialAssignment::try_from(wire) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(event = "assignment_rejected", trial = trial_id, error = %e);
+                self.outbox.send(up(Up::Failed(TrialFailed {
+                    trial_id,
+                    attempt,
+                    error: e.to_string(),
+                })));
                 return;
-            };
-            let (trial_id, attempt) = (assignment.trial_id, assignment.attempt);
-            if !stop.load(Ordering::Relaxed) {
+            }
+        };
+        let state = self.trials.add(&assignment);
+        let (slots, trials, cache, outbox) = (
+            self.slots.clone(),
+            self.trials.clone(),
+            self.cache.clone(),
+            self.outbox.clone(),
+        );
+        let span = tracing::info_span!("trial", trial = trial_id, lr = assignment.lr, attempt);
+        tokio::spawn(
+            async move {
+                let Ok(_permit) = slots.acquire_owned().await else {
+                    return;
+                };
                 info!(event = "trial_started", steps = assignment.steps);
-                let trainer_tx = tx.clone();
-                let outcome = tokio::task::spawn_blocking(move || {
-                    let data = cache.get(&assignment.trainer)?;
-                    train(&assignment, data, &stop, &trainer_tx)
+                let thread_state = state.clone();
+                let (t, c, o) = (trials.clone(), cache, outbox.clone());
+                let joined = tokio::task::spawn_blocking(move || {
+                    train(&assignment, &thread_state, &t, &c, &o)
                 })
                 .await;
-                let message = match outcome {
-                    Ok(Ok(Some(steps))) => {
-                        info!(event = "trial_finished", steps);
-                        Some(Up::Completed(TrialCompleted {
-                            trial_id,
-                            attempt,
-                            steps,
-                        }))
+                match joined {
+                    Ok(TrialEnd::Completed(steps)) => info!(event = "trial_finished", steps),
+                    Ok(TrialEnd::Stopped) => info!(event = "trial_stopped"),
+                    Ok(TrialEnd::Failed(error)) => warn!(event = "trial_failed", error = %error),
+                    Err(join) => {
+                        let end = TrialEnd::Failed(format!("trainer panicked: {join}"));
+                        warn!(event = "trial_failed", error = %join);
+                        settle(trial_id, attempt, &end, &state, &trials, &outbox);
                     }
-                    Ok(Ok(None)) => {
-                        info!(event = "trial_stopped");
-                        None
-                    }
-                    Ok(Err(e)) => Some(failed(trial_id, attempt, e.to_string())),
-                    Err(join) => Some(failed(
-                        trial_id,
-                        attempt,
-                        format!("trainer panicked: {join}"),
-                    )),
-                };
-                if let Some(kind) = message {
-                    let _ = tx.send(up(kind)).await;
                 }
             }
-            running.map().remove(&trial_id);
-        }
-        .instrument(span),
-    );
-}
-
-fn failed(trial_id: TrialId, attempt: u32, error: String) -> Up {
-    warn!(event = "trial_failed", error = %error);
-    Up::Failed(TrialFailed {
-        trial_id,
-        attempt,
-        error,
-    })
-}
-
-/// Trains on this thread, streaming points in small batches. `Some(steps)` when the trial ran
-/// to its budget, `None` when it was stopped.
-fn train(
-    assignment: &TrialAssignment,
-    data: Arc<PreparedData>,
-    stop: &AtomicBool,
-    tx: &mpsc::Sender<WorkerMessage>,
-) -> Result<Option<u64>, WorkerError> {
-    let mut batch: Vec<TracePoint> = Vec::with_capacity(BATCH_POINTS);
-    let mut oldest = Instant::now();
-    let send = |points: &mut Vec<TracePoint>| {
-        let message = up(Up::Trace(TraceBatch {
-            trial_id: assignment.trial_id,
-            attempt: assignment.attempt,
-            points: points.drain(..).map(Into::into).collect(),
-        }));
-        // A closed channel means the session is gone; the stop flag ends training next step.
-        let _ = tx.blocking_send(message);
-    };
-    let run = run_trial(
-        assignment,
-        data,
-        &|| stop.load(Ordering::Relaxed),
-        &mut |point| {
-            if batch.is_empty() {
-                oldest = Instant::now();
-            }
-            batch.push(point);
-            // Anything the coordinator may act on at once goes out at once.
-            let urgent = !point.train_loss.is_finite() || point.val_loss.is_some();
-            if urgent || batch.len() >= BATCH_POINTS || oldest.elapsed() >= BATCH_AGE {
-                send(&mut batch);
-            }
-        },
-    )?;
-    if !batch.is_empty() {
-        send(&mut batch);
+            .instrument(span),
+        );
     }
-    Ok((!run.stopped).then_some(run.steps))
 }

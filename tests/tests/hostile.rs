@@ -1,0 +1,255 @@
+//! Hostile and broken input over real gRPC: every bad field gets INVALID_ARGUMENT (or NOT_FOUND
+//! for unknown ids) with a reason, and NaN losses are data, not errors.
+
+use std::time::Duration;
+
+use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
+use lrsweep_proto::v1::coordinator_message::Kind as Down;
+use lrsweep_proto::v1::worker_message::Kind as Up;
+use lrsweep_proto::v1::{
+    AssignTrial, CoordinatorMessage, Hello, RegisterRequest, TraceBatch, TracePoint, TrialProgress,
+    WorkerMessage,
+};
+use lrsweep_tests::{start_coordinator, TempDir};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+
+const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
+
+const SPEC: &str = r#"
+[search]
+min_lr = 1e-7
+max_lr = 10.0
+rounds = 1
+steps = [100]
+data_fraction = [0.5]
+replicates = 1
+"#;
+
+fn register(name: &str) -> RegisterRequest {
+    RegisterRequest {
+        name: name.into(),
+        host: "test".into(),
+        slots: 1,
+        instance: format!("instance-{name}"),
+        running: Vec::new(),
+    }
+}
+
+fn up(kind: Up) -> WorkerMessage {
+    WorkerMessage { kind: Some(kind) }
+}
+
+struct Session {
+    tx: mpsc::UnboundedSender<WorkerMessage>,
+    inbound: Streaming<CoordinatorMessage>,
+}
+
+impl Session {
+    async fn open(client: &mut CoordinatorClient<Channel>, name: &str) -> Session {
+        let worker_id = client
+            .register(register(name))
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(up(Up::Hello(Hello { worker_id }))).unwrap();
+        let inbound = client
+            .session(UnboundedReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        Session { tx, inbound }
+    }
+
+    async fn next_assignment(&mut self) -> AssignTrial {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.inbound.message())
+                .await
+                .expect("an assignment in time")
+                .unwrap()
+                .expect("stream open");
+            if let Some(Down::Assign(a)) = message.kind {
+                return a;
+            }
+        }
+    }
+
+    /// Sends one message and returns the status the coordinator ends the stream with.
+    async fn rejected_with(mut self, message: WorkerMessage) -> tonic::Status {
+        self.tx.send(message).unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.inbound.message())
+                .await
+                .expect("an answer in time")
+            {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("stream closed without an error"),
+                Err(status) => return status,
+            }
+        }
+    }
+}
+
+fn batch(a: &AssignTrial, steps: &[u64], loss: f64) -> WorkerMessage {
+    up(Up::Trace(TraceBatch {
+        trial_id: a.trial_id,
+        attempt: a.attempt,
+        points: steps
+            .iter()
+            .map(|&step| TracePoint {
+                step,
+                train_loss: loss,
+                lr: a.lr,
+                val_loss: None,
+            })
+            .collect(),
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_invalid_argument_with_a_reason() {
+    let dir = TempDir::new("hostile");
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let report = dir.path().join("report.json");
+    let (_coordinator, addr) = start_coordinator(
+        COORDINATOR,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let mut client = CoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+
+    // Registration fields.
+    for (request, needle) in [
+        (register(""), "name"),
+        (
+            RegisterRequest {
+                slots: 0,
+                ..register("w")
+            },
+            "slots",
+        ),
+        (
+            RegisterRequest {
+                name: "x".repeat(10_000),
+                ..register("w")
+            },
+            "name",
+        ),
+        (
+            RegisterRequest {
+                running: vec![TrialProgress::default(); 100_000],
+                ..register("w")
+            },
+            "running",
+        ),
+    ] {
+        let status = client.register(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(needle), "{status:?}");
+    }
+
+    // A session must start with hello, and with an id the coordinator gave out.
+    let (tx, rx) = mpsc::unbounded_channel();
+    tx.send(up(Up::Heartbeat(Default::default()))).unwrap();
+    let status = client
+        .session(UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tx.send(up(Up::Hello(Hello {
+        worker_id: "w999".into(),
+    })))
+    .unwrap();
+    let status = client
+        .session(UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Trace batches about trials that are not ours, or with steps going backwards.
+    let mut s = Session::open(&mut client, "a").await;
+    let a = s.next_assignment().await;
+    let unknown = AssignTrial {
+        trial_id: 99_999,
+        ..a.clone()
+    };
+    let status = s.rejected_with(batch(&unknown, &[1], 1.0)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("unknown trial"), "{status:?}");
+
+    let mut s = Session::open(&mut client, "b").await;
+    let b = s.next_assignment().await;
+    let status = s.rejected_with(batch(&b, &[3, 2], 1.0)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("after step"), "{status:?}");
+
+    let mut s = Session::open(&mut client, "c").await;
+    let c = s.next_assignment().await;
+    let status = s.rejected_with(batch(&c, &[0], 1.0)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let mut s = Session::open(&mut client, "d").await;
+    let d = s.next_assignment().await;
+    let status = s.rejected_with(batch(&d, &[1_000_000], 1.0)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("budget"), "{status:?}");
+
+    // A message over the size limit is refused before it is decoded.
+    let mut s = Session::open(&mut client, "e").await;
+    let e = s.next_assignment().await;
+    let huge = up(Up::Failed(lrsweep_proto::v1::TrialFailed {
+        trial_id: e.trial_id,
+        attempt: e.attempt,
+        error: "x".repeat(5 * 1024 * 1024),
+    }));
+    let status = s.rejected_with(huge).await;
+    assert_ne!(status.code(), Code::Ok, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nan_losses_are_data_and_prune_the_trial() {
+    let dir = TempDir::new("nan");
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let report = dir.path().join("report.json");
+    let (_coordinator, addr) = start_coordinator(
+        COORDINATOR,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let mut client = CoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut s = Session::open(&mut client, "nan").await;
+    let a = s.next_assignment().await;
+    s.tx.send(batch(&a, &[1, 2], 2.0)).unwrap();
+    s.tx.send(batch(&a, &[3], f64::NAN)).unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), s.inbound.message())
+            .await
+            .unwrap()
+            .expect("the stream stays healthy")
+            .unwrap();
+        if let Some(Down::Stop(stop)) = message.kind {
+            assert_eq!(stop.trial_id, a.trial_id);
+            assert_eq!(stop.reason, "nan");
+            break;
+        }
+    }
+}
