@@ -1,14 +1,17 @@
 //! Command line → `CoordinatorConfig` → `run`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use lrsweep_proto::cli::{init_logging, LogFormat};
 
+use crate::durable::load_sweep;
+use crate::report::Report;
 use crate::server::{run, CoordinatorConfig, TlsFiles};
 use crate::spec::SweepSpec;
+use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +20,12 @@ use crate::spec::SweepSpec;
     about = "Finds a good learning rate: plans a coarse-to-fine search and runs it on workers"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    /// SQLite database with every sweep, trial, attempt and trace point. An unfinished sweep in
+    /// it is resumed.
+    #[arg(long, env = "LRSWEEP_DB", default_value = "lrsweep.db", global = true)]
+    pub db: PathBuf,
     /// Search spec (TOML). Without it the built-in defaults run: digits, MLP, 1e-7..10.
     #[arg(long, env = "LRSWEEP_SPEC")]
     pub spec: Option<PathBuf>,
@@ -24,7 +33,12 @@ pub struct Args {
     #[arg(long, env = "LRSWEEP_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// Where to write the JSON report.
-    #[arg(long, env = "LRSWEEP_REPORT", default_value = "lrsweep-report.json")]
+    #[arg(
+        long,
+        env = "LRSWEEP_REPORT",
+        default_value = "lrsweep-report.json",
+        global = true
+    )]
     pub report: PathBuf,
     /// Start this many worker processes on loopback.
     #[arg(long, default_value_t = 0)]
@@ -52,14 +66,24 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Rebuild the report of the latest sweep (or --sweep ID) from the database alone.
+    Report {
+        #[arg(long)]
+        sweep: Option<String>,
+    },
+}
+
 impl Args {
     pub fn into_config(self) -> Result<CoordinatorConfig, crate::CoordinatorError> {
         let spec = match &self.spec {
-            Some(path) => SweepSpec::load(path)?,
-            None => SweepSpec::default(),
+            Some(path) => Some(SweepSpec::load(path)?),
+            None => None,
         };
         Ok(CoordinatorConfig {
             spec,
+            db: self.db,
             listen: self.listen,
             report_path: self.report,
             local_workers: self.local_workers,
@@ -80,6 +104,18 @@ impl Args {
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    if let Some(Sub::Report { sweep }) = &args.command {
+        return match rebuild_report(&args.db, sweep.as_deref(), &args.report) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -104,4 +140,33 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `report`: the report of a stored sweep, written to `out`; returns the summary.
+fn rebuild_report(
+    db: &Path,
+    sweep_id: Option<&str>,
+    out: &Path,
+) -> Result<String, crate::CoordinatorError> {
+    if !db.is_file() {
+        return Err(crate::CoordinatorError::Storage(format!(
+            "no database at {}",
+            db.display()
+        )));
+    }
+    let store = Store::open(db)?;
+    let row = match sweep_id {
+        Some(id) => store.sweep(id)?,
+        None => store.latest_sweep()?,
+    }
+    .ok_or_else(|| {
+        crate::CoordinatorError::Storage(format!("no such sweep in {}", db.display()))
+    })?;
+    let sweep = load_sweep(&store, &row)?;
+    let mut report = Report::from_sweep(&row.sweep_id, &sweep);
+    if row.status != "completed" {
+        report.outcome = "interrupted";
+    }
+    report.write(out)?;
+    Ok(report.summary())
 }

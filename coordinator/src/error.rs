@@ -23,6 +23,13 @@ pub enum CoordinatorError {
     },
     #[error("the sweep was shut down")]
     ShuttingDown,
+    /// The sweep database failed (I/O, a constraint, a lock held past the busy timeout).
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The database cannot be used as asked: another schema version, not an lrsweep database,
+    /// or a sweep or attempt it does not hold.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 impl CoordinatorError {

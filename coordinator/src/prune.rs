@@ -29,6 +29,18 @@ impl PruneReason {
         }
     }
 
+    pub fn parse(s: &str) -> Option<PruneReason> {
+        [
+            PruneReason::Nan,
+            PruneReason::Diverged,
+            PruneReason::Rung,
+            PruneReason::Median,
+            PruneReason::CancelledByMonotonicity,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
     /// The trial's own rate is unstable (as opposed to merely worse than its peers).
     pub fn is_divergence(&self) -> bool {
         matches!(self, PruneReason::Nan | PruneReason::Diverged)

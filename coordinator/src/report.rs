@@ -20,9 +20,17 @@ pub struct Report {
     pub max_stable_lr: Option<f64>,
     pub suggested_min_lr: Option<f64>,
     pub suggested_max_lr: Option<f64>,
+    /// Range test only: where the loss fell fastest, and the middle of its longest descent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steep_lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valley_lr: Option<f64>,
     pub rounds: u32,
     pub total_steps: u64,
     pub trials: Vec<TrialReport>,
+    /// Strategy-specific content: the range test's merged and per-shard loss-vs-LR curves.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub search: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,11 +59,11 @@ pub struct SubsetReport {
 }
 
 impl Report {
-    pub fn from_sweep(sweep_id: &str, sweep: &Sweep, interrupted: bool) -> Report {
+    pub fn from_sweep(sweep_id: &str, sweep: &Sweep) -> Report {
         let rec = sweep.recommendation();
         Report {
             sweep_id: sweep_id.to_string(),
-            outcome: if interrupted {
+            outcome: if sweep.was_interrupted() {
                 "interrupted"
             } else {
                 "completed"
@@ -65,6 +73,9 @@ impl Report {
             max_stable_lr: rec.as_ref().map(|r| r.max_stable_lr),
             suggested_min_lr: rec.as_ref().map(|r| r.suggested_min_lr),
             suggested_max_lr: rec.as_ref().map(|r| r.suggested_max_lr),
+            steep_lr: rec.as_ref().and_then(|r| r.steep_lr),
+            valley_lr: rec.as_ref().and_then(|r| r.valley_lr),
+            search: sweep.search_report(),
             rounds: sweep.current_round() + 1,
             total_steps: sweep.total_steps(),
             trials: sweep
@@ -84,10 +95,7 @@ impl Report {
                     steps: t.steps,
                     budget: t.budget,
                     final_loss: t.final_loss().filter(|l| l.is_finite()),
-                    worker: t
-                        .worker
-                        .as_deref()
-                        .map(|w| sweep.worker_name(w).unwrap_or(w).to_string()),
+                    worker: t.worker_name.clone(),
                     attempts: t.attempt,
                     error: t.error.clone(),
                 })
@@ -95,9 +103,13 @@ impl Report {
         }
     }
 
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: encoding cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), CoordinatorError> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| CoordinatorError::io("encoding report", e.into()))?;
+        let text = self.to_json();
         // Write then rename, so a crash never leaves a half-written report behind.
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n")
@@ -137,10 +149,7 @@ impl Report {
                 .iter()
                 .map(|t| match t.prune_reason {
                     Some(reason) => reason.to_string(),
-                    None => serde_json::to_value(t.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    None => t.status.as_str().to_string(),
                 })
                 .collect();
             let _ = writeln!(

@@ -1,10 +1,40 @@
-//! The coarse-to-fine learning-rate search (method.md §1), as pure decisions: which rates to try
-//! next given the results so far, and what to recommend at the end. No I/O, no clock, no
-//! randomness, so every decision can be replayed in a test.
+//! The learning-rate search strategies (method.md §1, §2) as pure decisions: which rates to try
+//! next given the results so far, and what to recommend at the end. No I/O and no clock; the
+//! random search draws from its own seeded generator, so every decision can be replayed in a test.
 
+use lrsweep_proto::domain::ScheduleSpec;
 use serde::Serialize;
 
-use crate::spec::{SearchSpec, SweepSpec};
+use crate::range_test::{self, Analysis};
+use crate::spec::{self, SearchSpec, SweepSpec};
+
+/// A search the sweep drives round by round, whatever the strategy.
+pub trait Strategy: Send {
+    /// The first round. Starts the search afresh.
+    fn first_round(&mut self) -> RoundPlan;
+    /// Every trial of the round just finished. None when the search is over; do not call again
+    /// after None.
+    fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan>;
+    /// Whether the round handed out last is judged by rung pruning and by monotone cancellation.
+    /// False for a range-test round: its runs are meant to climb until they diverge, and its
+    /// shards share one start rate, so one shard's divergence must not cancel the others.
+    fn uses_rungs(&self) -> bool {
+        true
+    }
+    fn recommendation(&self) -> Option<Recommendation>;
+    /// Strategy-specific report content (the range test's merged and per-shard curves), or Null.
+    fn report(&self) -> serde_json::Value;
+}
+
+/// The strategy `spec.search.strategy` names. The spec must be valid.
+pub fn build_strategy(spec: &SweepSpec) -> Box<dyn Strategy> {
+    match spec.search.strategy {
+        spec::Strategy::CoarseToFine => Box::new(CoarseToFine::new(spec)),
+        spec::Strategy::RangeTest => Box::new(RangeTest::new(spec)),
+        spec::Strategy::Grid => Box::new(SingleRound::grid(spec)),
+        spec::Strategy::Random => Box::new(SingleRound::random(spec)),
+    }
+}
 
 /// One round of the search: the rates to train, and the budget each gets.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -14,6 +44,10 @@ pub struct RoundPlan {
     pub lrs: Vec<f64>,
     pub steps: u64,
     pub data_fraction: f64,
+    /// Trials per rate: replicate r of `replicates` disjoint parts of `data_fraction`.
+    pub replicates: u32,
+    /// The schedule every trial of the round trains with; None keeps the trainer's own.
+    pub schedule: Option<ScheduleSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -25,6 +59,66 @@ pub enum TrialStatus {
     Pruned,
     Failed,
     Cancelled,
+}
+
+impl TrialStatus {
+    const ALL: [TrialStatus; 6] = [
+        TrialStatus::Queued,
+        TrialStatus::Running,
+        TrialStatus::Completed,
+        TrialStatus::Pruned,
+        TrialStatus::Failed,
+        TrialStatus::Cancelled,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrialStatus::Queued => "queued",
+            TrialStatus::Running => "running",
+            TrialStatus::Completed => "completed",
+            TrialStatus::Pruned => "pruned",
+            TrialStatus::Failed => "failed",
+            TrialStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TrialStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One point of a trial's trace as the search sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CurvePoint {
+    pub step: u64,
+    /// The rate the step actually used.
+    pub lr: f64,
+    /// Smoothed training loss after this point.
+    pub smoothed: f64,
+}
+
+/// How one trial of a round ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialResult {
+    pub lr: f64,
+    pub replicate: u32,
+    pub status: TrialStatus,
+    pub diverged: bool,
+    /// Smoothed final validation loss, when the trial completed with one.
+    pub score: Option<f64>,
+    /// (step, lr actually used, smoothed training loss) for every point received, in step
+    /// order — needed by the range test.
+    pub curve: Vec<CurvePoint>,
+}
+
+impl TrialResult {
+    pub fn outcome(&self) -> ReplicateOutcome {
+        ReplicateOutcome {
+            status: self.status,
+            diverged: self.diverged,
+            score: self.score,
+        }
+    }
 }
 
 /// How one replicate (one data subset) of a candidate rate ended.
@@ -74,15 +168,68 @@ impl CandidateResult {
     }
 }
 
+/// One candidate per distinct rate of `results` (trials in any order), ascending.
+fn candidates(results: &[TrialResult]) -> Vec<CandidateResult> {
+    let mut sorted: Vec<&TrialResult> = results.iter().collect();
+    sorted.sort_by(|a, b| a.lr.total_cmp(&b.lr));
+    sorted
+        .chunk_by(|a, b| a.lr == b.lr)
+        .map(|group| {
+            let outcomes: Vec<ReplicateOutcome> = group.iter().map(|t| t.outcome()).collect();
+            CandidateResult::from_replicates(group[0].lr, &outcomes)
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Recommendation {
     pub best_lr: f64,
     pub best_score: f64,
-    /// Largest rate that trained to the end of its budget without diverging.
+    /// Largest rate that trained to the end of its budget without diverging; for the range test
+    /// alone, the rate at the minimum of its merged loss curve.
     pub max_stable_lr: f64,
     /// Cyclical-schedule range [max_stable/4, max_stable] (Smith; method.md §1).
     pub suggested_min_lr: f64,
     pub suggested_max_lr: f64,
+    /// Range test only: its steep and valley suggestions (range_test.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steep_lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valley_lr: Option<f64>,
+}
+
+impl Recommendation {
+    fn new(best_lr: f64, best_score: f64, max_stable_lr: f64) -> Recommendation {
+        Recommendation {
+            best_lr,
+            best_score,
+            max_stable_lr,
+            suggested_min_lr: max_stable_lr / 4.0,
+            suggested_max_lr: max_stable_lr,
+            steep_lr: None,
+            valley_lr: None,
+        }
+    }
+}
+
+/// Best rate of the latest round that has a usable score (earlier rounds only when later ones
+/// have none), and the stable range over every round. None before any candidate scored.
+///
+/// `max_stable_lr` counts only candidates that trained their full budget on every replicate
+/// without diverging (`diverged == false` and a score): a rate that was pruned, cancelled or
+/// failed early has not shown it is stable.
+fn recommend(rounds: &[Vec<CandidateResult>]) -> Option<Recommendation> {
+    let best = rounds
+        .iter()
+        .rev()
+        .find_map(|r| best_index(r).map(|i| r[i]))?;
+    let max_stable_lr = rounds
+        .iter()
+        .flatten()
+        .filter(|c| c.usable())
+        .map(|c| c.lr)
+        .fold(best.lr, f64::max);
+    Some(Recommendation::new(best.lr, best.score?, max_stable_lr))
 }
 
 /// One rate per decade from `min_lr`: `min_lr·10^k` for every k with `min_lr·10^k ≤ max_lr`,
@@ -129,6 +276,25 @@ fn log_grid(lo: f64, hi: f64, n: u32) -> Vec<f64> {
         .collect()
 }
 
+/// `n ≥ 2` log-spaced points from `lo` to `hi`, both exactly included.
+fn log_span(lo: f64, hi: f64, n: u32) -> Vec<f64> {
+    let (a, b) = (lo.ln(), hi.ln());
+    (0..n)
+        .map(|j| match j {
+            0 => lo,
+            j if j == n - 1 => hi,
+            j => (a + (b - a) * j as f64 / (n - 1) as f64).exp(),
+        })
+        .collect()
+}
+
+/// Points of the log-spaced grid from `lo` to `hi` (both included) whose neighbours are at most
+/// `ratio` apart: ⌈ln(hi/lo)/ln(ratio)⌉ + 1. Expects `0 < lo < hi`, `ratio > 1`.
+fn grid_len(lo: f64, hi: f64, ratio: f64) -> u32 {
+    // The tolerance keeps an exact power (hi/lo = ratio^k) at k + 1 points despite rounding.
+    ((hi / lo).ln() / ratio.ln() - 1e-9).ceil().max(1.0) as u32 + 1
+}
+
 /// Lowest-scoring usable candidate; ties go to the smaller rate (the safer one).
 fn best_index(candidates: &[CandidateResult]) -> Option<usize> {
     candidates
@@ -139,6 +305,30 @@ fn best_index(candidates: &[CandidateResult]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-mixed generator, enough to spread
+/// random-search rates and keep them reproducible from the spec's seed.
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1): the top 53 bits, every value a double can hold exactly.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Coarse-to-fine (method.md §1): the decade grid, then finer grids around the best rate.
 pub struct CoarseToFine {
     spec: SweepSpec,
     /// The round handed out last and its grid ratio.
@@ -171,24 +361,26 @@ impl CoarseToFine {
             lrs,
             steps: self.spec.round_steps(round),
             data_fraction: self.spec.round_fraction(round),
+            replicates: self.search().replicates,
+            schedule: None,
         }
     }
 
-    /// Round 0: one rate per decade. Starts the search afresh.
-    pub fn first_round(&mut self) -> RoundPlan {
-        let lrs = decade_grid(self.search().min_lr, self.search().max_lr);
-        self.round = 0;
+    /// Starts the search afresh with round `round` on `lrs` (ascending, at least two, evenly
+    /// log-spaced): their spacing is the grid ratio the refinement goes on from.
+    fn start(&mut self, round: u32, lrs: Vec<f64>) -> RoundPlan {
+        self.round = round;
         self.ratio = lrs[1] / lrs[0];
         self.finished.clear();
         self.min_diverged = None;
-        self.plan(0, lrs)
+        self.plan(round, lrs)
     }
 
     /// Records the results of the round handed out last (every candidate, in any order) and
     /// plans the next one. None ends the search: rounds used up, the finished round's grid
     /// already finer than `resolution`, no candidate of the finished round scored, or no rate
-    /// left below the smallest diverged one. Do not call again after None.
-    pub fn next_round(&mut self, results: &[CandidateResult]) -> Option<RoundPlan> {
+    /// left below the smallest diverged one.
+    fn advance(&mut self, results: &[CandidateResult]) -> Option<RoundPlan> {
         let mut candidates = results.to_vec();
         candidates.sort_by(|a, b| a.lr.total_cmp(&b.lr));
         if let Some(d) = candidates.iter().find(|c| c.diverged).map(|c| c.lr) {
@@ -236,32 +428,202 @@ impl CoarseToFine {
         self.ratio = new_ratio;
         Some(self.plan(next, lrs))
     }
+}
 
-    /// Best rate of the latest round that has a usable score (earlier rounds only when later ones
-    /// have none), and the stable range over every round. None before any candidate scored.
-    ///
-    /// `max_stable_lr` counts only candidates that trained their full budget on every replicate
-    /// without diverging (`diverged == false` and a score): a rate that was pruned, cancelled or
-    /// failed early has not shown it is stable.
-    pub fn recommendation(&self) -> Option<Recommendation> {
-        let best = self
-            .finished
+impl Strategy for CoarseToFine {
+    /// Round 0: one rate per decade.
+    fn first_round(&mut self) -> RoundPlan {
+        let lrs = decade_grid(self.search().min_lr, self.search().max_lr);
+        self.start(0, lrs)
+    }
+
+    fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
+        self.advance(&candidates(results))
+    }
+
+    fn recommendation(&self) -> Option<Recommendation> {
+        recommend(&self.finished)
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// A search of one round at the last round's budget: the grid and the random search. Best is the
+/// lowest score, max stable the largest rate that trained its budget without diverging.
+pub struct SingleRound {
+    plan: RoundPlan,
+    results: Vec<CandidateResult>,
+}
+
+impl SingleRound {
+    /// Log-spaced from `min_lr` to `max_lr`, both included, neighbours at most `resolution`
+    /// apart.
+    pub fn grid(spec: &SweepSpec) -> SingleRound {
+        let s = &spec.search;
+        let n = grid_len(s.min_lr, s.max_lr, s.resolution);
+        SingleRound::new(spec, log_span(s.min_lr, s.max_lr, n))
+    }
+
+    /// `random_trials` log-uniform draws in [`min_lr`, `max_lr`] from `seed`, ascending.
+    pub fn random(spec: &SweepSpec) -> SingleRound {
+        let s = &spec.search;
+        let mut rng = SplitMix64::new(s.seed);
+        let (a, b) = (s.min_lr.ln(), s.max_lr.ln());
+        // The clamp absorbs rounding in exp(ln x).
+        let mut lrs: Vec<f64> = (0..s.random_trials)
+            .map(|_| (a + (b - a) * rng.unit()).exp().clamp(s.min_lr, s.max_lr))
+            .collect();
+        lrs.sort_by(f64::total_cmp);
+        // Equal draws would be one rate trained twice over.
+        lrs.dedup();
+        SingleRound::new(spec, lrs)
+    }
+
+    fn new(spec: &SweepSpec, lrs: Vec<f64>) -> SingleRound {
+        // The last round's budget: the last entry of each list (shorter lists repeat it).
+        let last = spec.search.rounds - 1;
+        SingleRound {
+            plan: RoundPlan {
+                round: 0,
+                lrs,
+                steps: spec.round_steps(last),
+                data_fraction: spec.round_fraction(last),
+                replicates: spec.search.replicates,
+                schedule: None,
+            },
+            results: Vec::new(),
+        }
+    }
+}
+
+impl Strategy for SingleRound {
+    fn first_round(&mut self) -> RoundPlan {
+        self.results.clear();
+        self.plan.clone()
+    }
+
+    fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
+        self.results = candidates(results);
+        None
+    }
+
+    fn recommendation(&self) -> Option<Recommendation> {
+        recommend(std::slice::from_ref(&self.results))
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// The LR range test (method.md §2): `shards` ramped runs from `min_lr` to `max_lr`, each on
+/// its own shard, merged into one curve (range_test.rs). With `refine`, coarse-to-fine then
+/// searches [max_stable/4, max_stable] from round 1 on.
+pub struct RangeTest {
+    spec: SweepSpec,
+    analysis: Option<Analysis>,
+    /// The coarse-to-fine search of the suggested range, once it started.
+    refinement: Option<CoarseToFine>,
+}
+
+impl RangeTest {
+    pub fn new(spec: &SweepSpec) -> RangeTest {
+        RangeTest {
+            spec: spec.clone(),
+            analysis: None,
+            refinement: None,
+        }
+    }
+
+    /// Starts the refinement on `candidates_per_round` rates spanning the suggested range, both
+    /// ends included, kept inside [min_lr, max_lr]. None when that range is empty (the loss was
+    /// lowest at `min_lr` itself).
+    fn start_refinement(&mut self, max_stable_lr: f64) -> Option<RoundPlan> {
+        let s = &self.spec.search;
+        let hi = max_stable_lr.min(s.max_lr);
+        let lo = (hi / 4.0).max(s.min_lr);
+        if lo >= hi {
+            return None;
+        }
+        let lrs = log_span(lo, hi, s.candidates_per_round);
+        let mut refinement = CoarseToFine::new(&self.spec);
+        let plan = refinement.start(1, lrs);
+        self.refinement = Some(refinement);
+        Some(plan)
+    }
+}
+
+impl Strategy for RangeTest {
+    /// Round 0: every shard ramps from `min_lr` to `max_lr` over `range_steps` steps on the
+    /// whole of its shard.
+    fn first_round(&mut self) -> RoundPlan {
+        self.analysis = None;
+        self.refinement = None;
+        let s = &self.spec.search;
+        RoundPlan {
+            round: 0,
+            lrs: vec![s.min_lr],
+            steps: s.range_steps,
+            data_fraction: 1.0,
+            replicates: s.shards,
+            schedule: Some(ScheduleSpec::RangeTest {
+                end_lr: s.max_lr,
+                ramp: s.ramp,
+            }),
+        }
+    }
+
+    fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
+        if let Some(refinement) = self.refinement.as_mut() {
+            return Strategy::next_round(refinement, results);
+        }
+        // Diverging is a run's normal end; a failed or cancelled run stopped for reasons that
+        // say nothing about the rate, and its partial curve would cut the others short.
+        let mut runs: Vec<&TrialResult> = results
             .iter()
-            .rev()
-            .find_map(|r| best_index(r).map(|i| r[i]))?;
-        let max_stable_lr = self
-            .finished
-            .iter()
-            .flatten()
-            .filter(|c| c.usable())
-            .map(|c| c.lr)
-            .fold(best.lr, f64::max);
+            .filter(|r| r.status == TrialStatus::Completed || r.diverged)
+            .collect();
+        runs.sort_by_key(|r| r.replicate);
+        let curves = runs.iter().map(|r| r.curve.clone()).collect();
+        let analysis = range_test::analyse(curves, self.spec.search.range_steps);
+        let max_stable_lr = analysis.suggestions.map(|s| s.max_stable_lr);
+        self.analysis = Some(analysis);
+        if !self.spec.search.refine {
+            return None;
+        }
+        self.start_refinement(max_stable_lr?)
+    }
+
+    fn uses_rungs(&self) -> bool {
+        self.refinement.is_some()
+    }
+
+    /// From the refinement when it scored a rate (trained evidence beats a ramp's), else from
+    /// the curve: best is the valley (the steep point without one, the minimum without either),
+    /// scored by the merged smoothed training loss there. Steep and valley are always the
+    /// curve's.
+    fn recommendation(&self) -> Option<Recommendation> {
+        let s = self.analysis.as_ref()?.suggestions?;
+        let refined = self.refinement.as_ref().and_then(Strategy::recommendation);
+        let rec = refined.unwrap_or_else(|| {
+            let best = s.valley.or(s.steep).unwrap_or(s.minimum);
+            Recommendation::new(best.lr, best.loss, s.max_stable_lr)
+        });
         Some(Recommendation {
-            best_lr: best.lr,
-            best_score: best.score?,
-            max_stable_lr,
-            suggested_min_lr: max_stable_lr / 4.0,
-            suggested_max_lr: max_stable_lr,
+            steep_lr: s.steep.map(|p| p.lr),
+            valley_lr: s.valley.map(|p| p.lr),
+            ..rec
+        })
+    }
+
+    /// `{merged: [{step, lr, mean, min, max, shards}], shards: [[{step, lr, smoothed}]],
+    /// suggestions: {steep, valley, minimum, max_stable_lr, suggested_min_lr,
+    /// suggested_max_lr} | null}` once the range test has finished; Null before.
+    fn report(&self) -> serde_json::Value {
+        self.analysis.as_ref().map_or(serde_json::Value::Null, |a| {
+            serde_json::to_value(a).expect("plain numbers and lists serialize")
         })
     }
 }
@@ -269,6 +631,7 @@ impl CoarseToFine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lrsweep_proto::domain::Ramp;
 
     fn scored(lr: f64, score: f64) -> CandidateResult {
         CandidateResult {
@@ -350,9 +713,9 @@ mod tests {
         assert_eq!(plan.round, 0);
         assert_eq!(plan.lrs, decade_grid(1e-7, 10.0));
         assert_eq!((plan.steps, plan.data_fraction), (50, 0.1));
-        let next = search.next_round(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
+        let next = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         assert_eq!((next.round, next.steps, next.data_fraction), (1, 70, 0.3));
-        let last = search.next_round(&synthetic(&next.lrs, 1e-3, 1.0)).unwrap();
+        let last = search.advance(&synthetic(&next.lrs, 1e-3, 1.0)).unwrap();
         // Lists shorter than `rounds` repeat their last entry.
         assert_eq!((last.round, last.steps, last.data_fraction), (2, 70, 0.3));
     }
@@ -361,7 +724,7 @@ mod tests {
     fn interior_best_is_bracketed_by_its_neighbours() {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
-        let next = search.next_round(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
+        let next = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         assert_grid(&next.lrs, 1e-4, 1e-2, 5);
         // Five points in a two-decade bracket land the middle one on the best rate itself.
         assert!(close(next.lrs[2], 1e-3));
@@ -371,11 +734,11 @@ mod tests {
     fn best_at_the_lower_edge_extends_by_the_grid_ratio() {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
-        let round1 = search.next_round(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
+        let round1 = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         // Best is now the smallest candidate of round 1: extend below it by round 1's ratio.
         let ratio = round1.lrs[1] / round1.lrs[0];
         let results = synthetic(&round1.lrs, 1e-5, 1.0);
-        let round2 = search.next_round(&results).unwrap();
+        let round2 = search.advance(&results).unwrap();
         assert_grid(&round2.lrs, round1.lrs[0] / ratio, round1.lrs[1], 5);
     }
 
@@ -383,14 +746,12 @@ mod tests {
     fn best_at_the_range_edge_is_clamped_to_the_range() {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
-        let next = search.next_round(&synthetic(&plan.lrs, 1e-9, 1.0)).unwrap();
+        let next = search.advance(&synthetic(&plan.lrs, 1e-9, 1.0)).unwrap();
         assert_grid(&next.lrs, 1e-7, 1e-6, 5);
 
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
-        let next = search
-            .next_round(&synthetic(&plan.lrs, 50.0, 100.0))
-            .unwrap();
+        let next = search.advance(&synthetic(&plan.lrs, 50.0, 100.0)).unwrap();
         assert_grid(&next.lrs, 1.0, 10.0, 5);
     }
 
@@ -399,7 +760,7 @@ mod tests {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
         // 0.1 is best and 1.0 diverged: 1.0 is the open upper end.
-        let next = search.next_round(&synthetic(&plan.lrs, 0.5, 0.5)).unwrap();
+        let next = search.advance(&synthetic(&plan.lrs, 0.5, 0.5)).unwrap();
         assert_grid(&next.lrs, 0.01, 1.0, 5);
         assert!(next.lrs.iter().all(|&lr| lr < 1.0));
     }
@@ -411,13 +772,13 @@ mod tests {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         search.first_round();
         let round1 = search
-            .next_round(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
+            .advance(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
             .unwrap();
         let ratio = round1.lrs[1] / round1.lrs[0];
         // 0.09 is the best and largest: the extension 0.09·ratio passes 0.1; the grid point
         // above 0.1 is dropped, the rest keep their spacing.
         let round2 = search
-            .next_round(&[scored(0.02, 0.3), scored(0.09, 0.2)])
+            .advance(&[scored(0.02, 0.3), scored(0.09, 0.2)])
             .unwrap();
         let full = log_grid(0.02, 0.09 * ratio, 5);
         let expected: Vec<f64> = full.into_iter().filter(|&lr| lr < 0.1).collect();
@@ -431,11 +792,11 @@ mod tests {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         search.first_round();
         search
-            .next_round(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
+            .advance(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
             .unwrap();
         // Bracket (0.08, 0.09·2.15): only one of its points lies below 0.1.
         let round2 = search
-            .next_round(&[scored(0.08, 0.3), scored(0.09, 0.2)])
+            .advance(&[scored(0.08, 0.3), scored(0.09, 0.2)])
             .unwrap();
         assert_grid(&round2.lrs, 0.08, 0.1, 5);
     }
@@ -446,7 +807,7 @@ mod tests {
         search.first_round();
         // Noise: 1e-3 diverged but 1e-2 scored best. Its whole bracket lies at or above 1e-3.
         let results = [diverged(1e-3), scored(1e-2, 0.5), scored(0.1, 1.0)];
-        assert!(search.next_round(&results).is_none());
+        assert!(search.advance(&results).is_none());
         assert_eq!(search.recommendation().unwrap().best_lr, 1e-2);
     }
 
@@ -458,7 +819,7 @@ mod tests {
         let mut ratios = vec![];
         loop {
             ratios.push(plan.lrs[1] / plan.lrs[0]);
-            match search.next_round(&synthetic(&plan.lrs, 0.03, 0.3)) {
+            match search.advance(&synthetic(&plan.lrs, 0.03, 0.3)) {
                 Some(next) => plan = next,
                 None => break,
             }
@@ -478,15 +839,13 @@ mod tests {
         });
         let mut search = CoarseToFine::new(&spec);
         let plan = search.first_round();
-        let next = search.next_round(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
-        assert!(search
-            .next_round(&synthetic(&next.lrs, 1e-3, 1.0))
-            .is_none());
+        let next = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
+        assert!(search.advance(&synthetic(&next.lrs, 1e-3, 1.0)).is_none());
 
         let mut search = CoarseToFine::new(&SweepSpec::default());
         let plan = search.first_round();
         let all_diverged: Vec<_> = plan.lrs.iter().map(|&lr| diverged(lr)).collect();
-        assert!(search.next_round(&all_diverged).is_none());
+        assert!(search.advance(&all_diverged).is_none());
         assert!(search.recommendation().is_none());
     }
 
@@ -534,7 +893,7 @@ mod tests {
             score: None,
         };
         search
-            .next_round(&[
+            .advance(&[
                 scored(1e-3, 2.0),
                 scored(1e-2, 1.0),
                 scored(0.1, 1.5),
@@ -552,7 +911,7 @@ mod tests {
         // A later round's best wins even with a worse number (longer budget, other scale); with
         // no scores at all in it, the earlier round still answers.
         assert!(search
-            .next_round(&[scored(5e-3, 3.0), scored(2e-2, 4.0)])
+            .advance(&[scored(5e-3, 3.0), scored(2e-2, 4.0)])
             .is_some());
         assert_eq!(search.recommendation().unwrap().best_lr, 5e-3);
         assert_eq!(search.recommendation().unwrap().max_stable_lr, 0.1);
@@ -563,11 +922,9 @@ mod tests {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         search.first_round();
         search
-            .next_round(&[scored(1e-3, 2.0), scored(1e-2, 1.0), scored(0.1, 1.5)])
+            .advance(&[scored(1e-3, 2.0), scored(1e-2, 1.0), scored(0.1, 1.5)])
             .unwrap();
-        assert!(search
-            .next_round(&[diverged(5e-3), diverged(2e-2)])
-            .is_none());
+        assert!(search.advance(&[diverged(5e-3), diverged(2e-2)]).is_none());
         assert_eq!(search.recommendation().unwrap().best_lr, 1e-2);
     }
 
@@ -577,7 +934,7 @@ mod tests {
         let mut search = CoarseToFine::new(&spec);
         let mut plan = search.first_round();
         let mut rounds = 1;
-        while let Some(next) = search.next_round(&synthetic(&plan.lrs, 0.03, 0.3)) {
+        while let Some(next) = search.advance(&synthetic(&plan.lrs, 0.03, 0.3)) {
             // 1.0 diverged in round 0: nothing at or above it is tried again.
             assert!(next.lrs.iter().all(|&lr| lr < 1.0), "{next:?}");
             plan = next;
@@ -589,5 +946,319 @@ mod tests {
         assert!(ratio < spec.search.resolution, "{rec:?}");
         assert!(rec.max_stable_lr <= 0.3, "{rec:?}");
         assert!(rec.best_lr <= rec.max_stable_lr);
+    }
+
+    fn trial(lr: f64, replicate: u32, score: Option<f64>, diverged: bool) -> TrialResult {
+        TrialResult {
+            lr,
+            replicate,
+            status: match (score, diverged) {
+                (Some(_), false) => TrialStatus::Completed,
+                _ => TrialStatus::Pruned,
+            },
+            diverged,
+            score,
+            curve: Vec::new(),
+        }
+    }
+
+    fn strategy_spec(kind: spec::Strategy, f: impl FnOnce(&mut SweepSpec)) -> SweepSpec {
+        spec_with(|s| {
+            s.search.strategy = kind;
+            f(s);
+        })
+    }
+
+    fn assert_log_even(lrs: &[f64]) {
+        let ratio = lrs[1] / lrs[0];
+        assert!(lrs.windows(2).all(|w| close(w[1] / w[0], ratio)), "{lrs:?}");
+    }
+
+    #[test]
+    fn trial_results_group_into_candidates_by_rate() {
+        let results = [
+            trial(0.1, 1, Some(3.0), false),
+            trial(0.01, 0, Some(1.0), false),
+            trial(0.1, 0, Some(1.0), false),
+            trial(0.01, 1, Some(2.0), false),
+            trial(1.0, 0, None, true),
+        ];
+        assert_eq!(
+            candidates(&results),
+            vec![scored(0.01, 1.5), scored(0.1, 2.0), diverged(1.0)]
+        );
+        assert!(candidates(&[]).is_empty());
+
+        // The trait's next_round is the candidate-level one on the grouped results.
+        let mut by_trials = CoarseToFine::new(&SweepSpec::default());
+        let mut by_candidates = CoarseToFine::new(&SweepSpec::default());
+        let plan = Strategy::first_round(&mut by_trials);
+        by_candidates.start(0, plan.lrs.clone());
+        let results: Vec<TrialResult> = synthetic(&plan.lrs, 1e-3, 1.0)
+            .iter()
+            .flat_map(|c| (0..2).map(move |r| trial(c.lr, r, c.score, c.diverged)))
+            .collect();
+        assert_eq!(
+            Strategy::next_round(&mut by_trials, &results),
+            by_candidates.advance(&synthetic(&plan.lrs, 1e-3, 1.0))
+        );
+    }
+
+    #[test]
+    fn build_strategy_plans_each_strategy() {
+        let mut c2f = build_strategy(&SweepSpec::default());
+        let plan = c2f.first_round();
+        assert_eq!(plan.lrs, decade_grid(1e-7, 10.0));
+        assert_eq!((plan.replicates, plan.schedule.clone()), (2, None));
+        assert!(c2f.uses_rungs());
+        assert_eq!(c2f.report(), serde_json::Value::Null);
+
+        let mut range = build_strategy(&strategy_spec(spec::Strategy::RangeTest, |_| {}));
+        assert_eq!(
+            range.first_round(),
+            RoundPlan {
+                round: 0,
+                lrs: vec![1e-7],
+                steps: 100,
+                data_fraction: 1.0,
+                replicates: 2,
+                schedule: Some(ScheduleSpec::RangeTest {
+                    end_lr: 10.0,
+                    ramp: Ramp::Exponential
+                }),
+            }
+        );
+        assert!(!range.uses_rungs());
+        assert_eq!(range.report(), serde_json::Value::Null);
+
+        let grid = build_strategy(&strategy_spec(spec::Strategy::Grid, |_| {})).first_round();
+        assert_eq!(grid.lrs.len(), 84);
+        let random = build_strategy(&strategy_spec(spec::Strategy::Random, |_| {})).first_round();
+        assert_eq!(random.lrs.len(), 16);
+        for plan in [grid, random] {
+            assert_eq!((plan.round, plan.steps, plan.data_fraction), (0, 1000, 1.0));
+            assert_eq!((plan.replicates, plan.schedule), (2, None));
+        }
+    }
+
+    #[test]
+    fn grid_spans_the_range_at_the_resolution() {
+        // 1e-7..10 at 1.25: ⌈8·ln 10 / ln 1.25⌉ + 1 = ⌈82.55⌉ + 1 = 84 points.
+        let plan = SingleRound::grid(&SweepSpec::default()).first_round();
+        assert_eq!(plan.lrs.len(), 84);
+        assert_eq!((plan.lrs[0], plan.lrs[83]), (1e-7, 10.0));
+        assert_log_even(&plan.lrs);
+        assert!(plan.lrs[1] / plan.lrs[0] <= 1.25);
+        assert!(plan.lrs[1] / plan.lrs[0] > 1.25f64.powf(82.55 / 83.0) * 0.999);
+
+        // An exact power of the resolution gets no extra point.
+        let spec = strategy_spec(spec::Strategy::Grid, |s| {
+            s.search.min_lr = 1.0;
+            s.search.max_lr = 16.0;
+            s.search.resolution = 2.0;
+        });
+        let lrs = SingleRound::grid(&spec).first_round().lrs;
+        assert_eq!(lrs.len(), 5);
+        for (lr, want) in lrs.iter().zip([1.0, 2.0, 4.0, 8.0, 16.0]) {
+            assert!(close(*lr, want), "{lrs:?}");
+        }
+        // A resolution wider than the range: both ends.
+        let spec = strategy_spec(spec::Strategy::Grid, |s| {
+            s.search.min_lr = 0.2;
+            s.search.max_lr = 0.5;
+            s.search.resolution = 10.0;
+        });
+        assert_eq!(SingleRound::grid(&spec).first_round().lrs, vec![0.2, 0.5]);
+    }
+
+    #[test]
+    fn single_round_recommends_lowest_score_and_largest_stable_rate() {
+        let spec = strategy_spec(spec::Strategy::Grid, |s| {
+            s.search.min_lr = 1e-3;
+            s.search.max_lr = 1.0;
+            s.search.resolution = 10.0;
+        });
+        let mut grid = build_strategy(&spec);
+        let plan = grid.first_round();
+        assert_eq!(plan.lrs.len(), 4);
+        let [a, b, c, d] = plan.lrs[..] else {
+            unreachable!()
+        };
+        assert!(grid.recommendation().is_none());
+        let results = [
+            trial(d, 0, None, true),
+            trial(a, 0, Some(2.0), false),
+            trial(b, 0, Some(1.0), false),
+            trial(b, 1, Some(1.2), false),
+            trial(c, 0, Some(1.5), false),
+        ];
+        assert!(grid.next_round(&results).is_none());
+        let rec = grid.recommendation().unwrap();
+        assert_eq!((rec.best_lr, rec.best_score), (b, 1.1));
+        assert_eq!((rec.max_stable_lr, rec.suggested_min_lr), (c, c / 4.0));
+        assert_eq!((rec.steep_lr, rec.valley_lr), (None, None));
+        let json = serde_json::to_value(rec).unwrap();
+        assert!(json.get("steep_lr").is_none(), "{json}");
+        // Starting again forgets the results.
+        assert_eq!(grid.first_round(), plan);
+        assert!(grid.recommendation().is_none());
+    }
+
+    #[test]
+    fn random_is_deterministic_bounded_and_log_uniform() {
+        let draw = |seed: u64, n: u32| {
+            let spec = strategy_spec(spec::Strategy::Random, |s| {
+                s.search.seed = seed;
+                s.search.random_trials = n;
+            });
+            SingleRound::random(&spec).first_round().lrs
+        };
+        assert_eq!(draw(7, 16), draw(7, 16));
+        assert_ne!(draw(7, 16), draw(8, 16));
+        let lrs = draw(0, 2000);
+        assert_eq!(lrs.len(), 2000);
+        assert!(lrs.windows(2).all(|w| w[0] < w[1]));
+        assert!(lrs.iter().all(|&lr| (1e-7..=10.0).contains(&lr)));
+        // Log-uniform over 8 decades: about an eighth of the draws in each decade.
+        for decade in -7..1 {
+            let (lo, hi) = (10f64.powi(decade), 10f64.powi(decade + 1));
+            let share = lrs.iter().filter(|&&lr| lo <= lr && lr < hi).count() as f64 / 2000.0;
+            assert!((share - 0.125).abs() < 0.03, "decade {decade}: {share}");
+        }
+        assert_eq!(draw(3, 1).len(), 1);
+    }
+
+    /// One shard's range-test curve on the default ramp (1e-7 → 10, 100 steps, 0.08 decades a
+    /// step): loss (log10 lr + 1)² + offset, lowest at step 76 (lr 0.1), `len` points.
+    fn range_curve(offset: f64, len: u64) -> Vec<CurvePoint> {
+        (0..len)
+            .map(|k| {
+                let lr = 1e-7 * 1e8f64.powf(k as f64 / 100.0);
+                CurvePoint {
+                    step: k + 1,
+                    lr,
+                    smoothed: (lr.log10() + 1.0).powi(2) + offset,
+                }
+            })
+            .collect()
+    }
+
+    fn range_run(replicate: u32, status: TrialStatus, curve: Vec<CurvePoint>) -> TrialResult {
+        TrialResult {
+            lr: 1e-7,
+            replicate,
+            status,
+            diverged: status == TrialStatus::Pruned,
+            score: None,
+            curve,
+        }
+    }
+
+    #[test]
+    fn range_test_merges_its_shards_and_recommends_from_the_curve() {
+        let spec = strategy_spec(spec::Strategy::RangeTest, |s| s.search.shards = 3);
+        let mut range = build_strategy(&spec);
+        assert_eq!(range.first_round().replicates, 3);
+        let results = [
+            // A failed run says nothing about the rate and would cut the merge short.
+            range_run(2, TrialStatus::Failed, range_curve(5.0, 20)),
+            range_run(1, TrialStatus::Pruned, range_curve(1.0, 99)),
+            range_run(0, TrialStatus::Completed, range_curve(0.0, 100)),
+        ];
+        assert!(range.next_round(&results).is_none());
+        let rec = range.recommendation().unwrap();
+        let lr_at = |step: u64| 1e-7 * 1e8f64.powf((step - 1) as f64 / 100.0);
+        // Suggestions over steps 1..=99 (both shards), trimmed to indices 10..94.
+        assert!(close(rec.max_stable_lr, 0.1));
+        assert!(close(rec.suggested_min_lr, 0.025));
+        // Steepest at the smallest kept rate; valley halfway through indices 10..=75.
+        assert!(close(rec.steep_lr.unwrap(), lr_at(11)));
+        assert!(close(rec.valley_lr.unwrap(), lr_at(43)));
+        assert_eq!(rec.best_lr, rec.valley_lr.unwrap());
+        let want = (lr_at(43).log10() + 1.0).powi(2) + 0.5;
+        assert!(close(rec.best_score, want), "{rec:?}");
+
+        let report = range.report();
+        assert_eq!(report["shards"].as_array().unwrap().len(), 2);
+        let merged = report["merged"].as_array().unwrap();
+        assert_eq!(merged.len(), 100);
+        assert_eq!(merged[0]["shards"], 2);
+        assert_eq!(merged[0]["min"], merged[0]["mean"].as_f64().unwrap() - 0.5);
+        assert_eq!(merged[99]["shards"], 1);
+        assert_eq!(report["suggestions"]["minimum"]["step"], 76);
+        assert!(!range.uses_rungs());
+    }
+
+    #[test]
+    fn range_test_without_curves_recommends_nothing() {
+        let mut range = build_strategy(&strategy_spec(spec::Strategy::RangeTest, |_| {}));
+        range.first_round();
+        let results = [range_run(0, TrialStatus::Failed, range_curve(0.0, 50))];
+        assert!(range.next_round(&results).is_none());
+        assert!(range.recommendation().is_none());
+        assert_eq!(range.report()["suggestions"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn refine_searches_inside_the_suggested_range_including_both_ends() {
+        let spec = strategy_spec(spec::Strategy::RangeTest, |s| s.search.refine = true);
+        let mut range = build_strategy(&spec);
+        range.first_round();
+        let runs = [
+            range_run(0, TrialStatus::Pruned, range_curve(0.0, 100)),
+            range_run(1, TrialStatus::Pruned, range_curve(0.3, 100)),
+        ];
+        let plan = range.next_round(&runs).unwrap();
+        let ms = range.recommendation().unwrap().max_stable_lr;
+        assert!(close(ms, 0.1));
+        assert_eq!(plan.round, 1);
+        assert_eq!(plan.lrs.len(), 5);
+        assert_eq!((plan.lrs[0], plan.lrs[4]), (ms / 4.0, ms));
+        assert_log_even(&plan.lrs);
+        // Round 1's budget, the spec's replicates, the trainer's own schedule, rungs again.
+        assert_eq!((plan.steps, plan.data_fraction), (500, 0.5));
+        assert_eq!((plan.replicates, plan.schedule.clone()), (2, None));
+        assert!(range.uses_rungs());
+
+        // The refinement goes on like coarse-to-fine from the range's grid ratio (4^(1/4)).
+        let score = |lr: f64| (lr.log10() - 0.05f64.log10()).powi(2);
+        let results: Vec<TrialResult> = plan
+            .lrs
+            .iter()
+            .flat_map(|&lr| (0..2).map(move |r| trial(lr, r, Some(score(lr)), false)))
+            .collect();
+        let next = range.next_round(&results).unwrap();
+        assert_eq!((next.round, next.steps), (2, 1000));
+        assert!(next
+            .lrs
+            .iter()
+            .all(|&lr| plan.lrs[1] < lr && lr < plan.lrs[3]));
+        let rec = range.recommendation().unwrap();
+        assert!(close(rec.best_lr, plan.lrs[2]), "{rec:?}");
+        assert_eq!(rec.max_stable_lr, ms);
+        assert!(rec.steep_lr.is_some() && rec.valley_lr.is_some());
+        assert!(range.report()["merged"].is_array());
+        assert!(range.next_round(&[]).is_none());
+    }
+
+    #[test]
+    fn refine_stops_when_the_loss_was_lowest_at_the_start() {
+        let spec = strategy_spec(spec::Strategy::RangeTest, |s| s.search.refine = true);
+        let mut range = build_strategy(&spec);
+        range.first_round();
+        // Diverged within three steps, rising from the first: too short to trim, so the
+        // minimum is min_lr itself and [min/4, min] ∩ [min_lr, max_lr] is empty.
+        let rising: Vec<CurvePoint> = range_curve(0.0, 3)
+            .into_iter()
+            .map(|p| CurvePoint {
+                smoothed: p.step as f64,
+                ..p
+            })
+            .collect();
+        let runs = [range_run(0, TrialStatus::Pruned, rising)];
+        assert!(range.next_round(&runs).is_none());
+        let rec = range.recommendation().unwrap();
+        assert_eq!((rec.steep_lr, rec.valley_lr), (None, None));
+        assert!(close(rec.best_lr, rec.max_stable_lr));
     }
 }

@@ -15,9 +15,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
+use crate::durable::{load_sweep, spec_text, Durable};
 use crate::report::Report;
 use crate::service::{CoordinatorService, Hub, TokenCheck, MAX_MESSAGE_BYTES};
 use crate::spec::SweepSpec;
+use crate::store::{Store, SweepRow};
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
 
@@ -26,7 +28,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
-    pub spec: SweepSpec,
+    /// None: the defaults for a new sweep, or the stored spec when resuming.
+    pub spec: Option<SweepSpec>,
+    /// The SQLite database holding every sweep, trial, attempt and trace point.
+    pub db: PathBuf,
     pub listen: SocketAddr,
     pub report_path: PathBuf,
     /// Worker processes to start on loopback; 0 to wait for external workers.
@@ -55,14 +60,55 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CoordinatorError> {
     std::fs::read(path).map_err(|e| CoordinatorError::io(format!("reading {}", path.display()), e))
 }
 
+/// Opens the database and either resumes its unfinished sweep or starts a new one.
+fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), CoordinatorError> {
+    let mut store = Store::open(&config.db)?;
+    if let Some(row) = store.latest_sweep()?.filter(|s| s.status != "completed") {
+        if let Some(spec) = &config.spec {
+            if spec_text(spec)? != row.spec_toml {
+                return Err(CoordinatorError::Storage(format!(
+                    "{} holds unfinished sweep {} with another spec: run without --spec to finish it, or use another --db",
+                    config.db.display(),
+                    row.sweep_id
+                )));
+            }
+        }
+        let sweep = load_sweep(&store, &row)?;
+        store.set_sweep_status(&row.sweep_id, "running")?;
+        info!(
+            event = "sweep_resumed",
+            sweep = %row.sweep_id,
+            round = sweep.current_round(),
+            done = sweep.trials().iter().filter(|t| t.is_terminal()).count(),
+            trials = sweep.trials().len(),
+        );
+        return Ok((
+            row.sweep_id.clone(),
+            sweep,
+            Durable::new(store, row.sweep_id),
+        ));
+    }
+    let spec = config.spec.clone().unwrap_or_default();
+    let created_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let sweep_id = format!("sweep-{created_at_ms}");
+    store.create_sweep(&SweepRow {
+        sweep_id: sweep_id.clone(),
+        spec_toml: spec_text(&spec)?,
+        status: "running".into(),
+        created_at_ms,
+    })?;
+    Ok((
+        sweep_id.clone(),
+        Sweep::new(spec),
+        Durable::new(store, sweep_id),
+    ))
+}
+
 pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> {
-    let sweep_id = format!(
-        "sweep-{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
-    );
+    let (sweep_id, mut sweep, durable) = open_sweep(&config)?;
     let span = tracing::info_span!("sweep", sweep = %sweep_id);
     let _guard = span.enter();
 
@@ -72,9 +118,8 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     let addr = listener
         .local_addr()
         .map_err(|e| CoordinatorError::io("reading bound address", e))?;
-    let mut sweep = Sweep::new(config.spec.clone());
     sweep.set_max_attempts(config.max_attempts);
-    let hub = Hub::new(sweep_id.clone(), sweep, config.lease);
+    let hub = Hub::new(sweep_id.clone(), sweep, durable, config.lease);
     let reaper = {
         let hub = hub.clone();
         let every = (config.lease / 4).max(Duration::from_millis(50));
@@ -110,14 +155,13 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     let mut children = spawn_local_workers(&config, addr)?;
 
     let mut done = hub.done();
-    let interrupted = tokio::select! {
-        _ = done.wait_for(|d| *d) => false,
+    tokio::select! {
+        _ = done.wait_for(|d| *d) => {}
         () = shutdown_signal() => {
             warn!(event = "shutdown_requested");
             hub.interrupt("coordinator shutting down");
-            true
         }
-    };
+    }
 
     // Give workers a moment to read their shutdown order and hang up.
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
@@ -135,7 +179,14 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         reap(child).await;
     }
 
-    let report = hub.with_sweep(|sweep| Report::from_sweep(&sweep_id, sweep, interrupted));
+    let report = hub.with_sweep(|sweep| Report::from_sweep(&sweep_id, sweep));
+    let json = report.to_json();
+    if let Some(failure) = hub.finish(report.outcome != "completed", &json) {
+        report.write(&config.report_path)?;
+        return Err(CoordinatorError::Storage(format!(
+            "the sweep was stopped because the database failed: {failure}"
+        )));
+    }
     report.write(&config.report_path)?;
     info!(
         event = "recommendation",

@@ -21,6 +21,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn, Instrument};
 
+use crate::durable::Durable;
 use crate::sweep::{Command, Sweep, WorkerId};
 use crate::CoordinatorError;
 
@@ -51,6 +52,7 @@ struct WorkerLink {
 
 struct State {
     sweep: Sweep,
+    durable: Durable,
     workers: HashMap<WorkerId, WorkerLink>,
     sessions: u64,
     shutdown_sent: bool,
@@ -68,11 +70,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(sweep_id: String, sweep: Sweep, lease: Duration) -> Arc<Hub> {
-        Arc::new(Hub {
+    /// Saves the sweep's initial state at once: a crash right after start loses nothing.
+    pub fn new(sweep_id: String, sweep: Sweep, durable: Durable, lease: Duration) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
             sweep_id,
             state: Mutex::new(State {
                 sweep,
+                durable,
                 workers: HashMap::new(),
                 sessions: 0,
                 shutdown_sent: false,
@@ -80,7 +84,19 @@ impl Hub {
             next_worker: AtomicU64::new(1),
             lease,
             done: watch::channel(false).0,
-        })
+        });
+        {
+            let mut st = hub.lock();
+            hub.apply(&mut st, Vec::new());
+        }
+        hub
+    }
+
+    /// Records the end of the sweep; returns the storage failure that ended it, if one did.
+    pub fn finish(&self, interrupted: bool, report_json: &str) -> Option<String> {
+        let mut st = self.lock();
+        st.durable.finish(interrupted, report_json);
+        st.durable.failure().map(str::to_string)
     }
 
     pub fn sweep_id(&self) -> &str {
@@ -138,6 +154,11 @@ impl Hub {
 
     /// Carries out the sweep's commands, then tells everyone to go home if the sweep is over.
     fn apply(&self, st: &mut State, commands: Vec<Command>) {
+        let State { sweep, durable, .. } = st;
+        durable.sync(sweep, &commands);
+        if durable.failure().is_some() && !sweep.is_finished() {
+            sweep.finish_early();
+        }
         for command in commands {
             let (worker, kind) = match command {
                 Command::Assign { worker, assignment } => {
@@ -318,8 +339,14 @@ impl Hub {
                     .into_iter()
                     .map(TracePoint::try_from)
                     .collect::<Result<Vec<_>, _>>()?;
-                st.sweep
-                    .on_trace(worker, batch.trial_id, batch.attempt, &points)?
+                let (commands, accepted) =
+                    st.sweep
+                        .on_trace(worker, batch.trial_id, batch.attempt, &points)?;
+                if !accepted.is_empty() {
+                    st.durable
+                        .append_points(batch.trial_id, batch.attempt, accepted);
+                }
+                commands
             }
             Some(Up::Completed(c)) => st
                 .sweep

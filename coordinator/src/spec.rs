@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lrsweep_proto::domain::TrainerConfig;
+use lrsweep_proto::domain::{Ramp, TrainerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
@@ -23,6 +23,16 @@ pub enum Strategy {
     /// Decade grid first, then finer log-spaced grids around the best rate (method.md §1).
     #[default]
     CoarseToFine,
+    /// LR range test (method.md §2): each of `shards` runs ramps its rate from `min_lr` to
+    /// `max_lr` over `range_steps` steps on its own data shard; the merged curve gives the
+    /// suggestions. With `refine`, coarse-to-fine then searches the suggested range.
+    RangeTest,
+    /// One round: log-spaced rates from `min_lr` to `max_lr`, neighbours at most `resolution`
+    /// apart, each with the last round's budget.
+    Grid,
+    /// One round: `random_trials` log-uniform rates in [`min_lr`, `max_lr`] drawn from `seed`,
+    /// each with the last round's budget.
+    Random,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,16 +45,31 @@ pub struct SearchSpec {
     pub rounds: u32,
     /// Grid size of the refinement rounds (round 0 has one rate per decade).
     pub candidates_per_round: u32,
-    /// Refining stops once neighbouring candidates differ by a ratio below this.
+    /// Refining stops once neighbouring candidates differ by a ratio below this; the grid
+    /// strategy spaces its rates at most this ratio apart.
     pub resolution: f64,
-    /// Step budget per round; a list shorter than `rounds` repeats its last entry.
+    /// Step budget per round; a list shorter than `rounds` repeats its last entry. Grid and
+    /// random search train every rate with the last entry.
     pub steps: Vec<u64>,
     /// Share of the training split per round; a list shorter than `rounds` repeats its last entry.
     pub data_fraction: Vec<f64>,
-    /// Disjoint data subsets each rate is trained on.
+    /// Disjoint data subsets each rate is trained on (the range test uses `shards` instead).
     pub replicates: u32,
     /// Validation loss is measured every this many steps.
     pub eval_every: u64,
+    /// Range test: steps of each run's ramp from `min_lr` to `max_lr`.
+    pub range_steps: u64,
+    /// Range test: how the rate grows along the ramp.
+    pub ramp: Ramp,
+    /// Range test: runs, each on its own disjoint shard of the training split.
+    pub shards: u32,
+    /// Range test: afterwards, search [max_stable/4, max_stable] coarse-to-fine (the range test
+    /// stands in for round 0; refinement rounds take the budgets of rounds 1, 2, …).
+    pub refine: bool,
+    /// Random search: rates drawn.
+    pub random_trials: u32,
+    /// Random search: seed of the draws, so a spec always plans the same rates.
+    pub seed: u64,
 }
 
 impl Default for SearchSpec {
@@ -60,6 +85,12 @@ impl Default for SearchSpec {
             data_fraction: vec![0.25, 0.5, 1.0],
             replicates: 2,
             eval_every: 25,
+            range_steps: 100,
+            ramp: Ramp::Exponential,
+            shards: 2,
+            refine: false,
+            random_trials: 16,
+            seed: 0,
         }
     }
 }
@@ -163,6 +194,24 @@ impl SweepSpec {
         )?;
         check(s.replicates >= 1, "search.replicates", "must be at least 1")?;
         check(s.eval_every >= 1, "search.eval_every", "must be at least 1")?;
+        // A ramp needs a start and an end (the linear ramp divides by steps − 1).
+        check(
+            s.range_steps >= 2,
+            "search.range_steps",
+            "must be at least 2",
+        )?;
+        check(s.shards >= 1, "search.shards", "must be at least 1")?;
+        // The range test takes round 0, so refining needs at least one more round.
+        check(
+            !(s.strategy == Strategy::RangeTest && s.refine && s.rounds < 2),
+            "search.refine",
+            "needs search.rounds >= 2 (the range test is round 0)",
+        )?;
+        check(
+            s.random_trials >= 1,
+            "search.random_trials",
+            "must be at least 1",
+        )?;
 
         let p = &self.pruning;
         check(
@@ -287,6 +336,13 @@ mod tests {
         assert_eq!(spec.search.rounds, 3);
         assert_eq!(spec.search.steps, vec![200, 500, 1000]);
         assert_eq!(spec.search.data_fraction, vec![0.25, 0.5, 1.0]);
+        assert_eq!(spec.search.strategy, Strategy::CoarseToFine);
+        assert_eq!(
+            (spec.search.range_steps, spec.search.ramp),
+            (100, Ramp::Exponential)
+        );
+        assert_eq!((spec.search.shards, spec.search.refine), (2, false));
+        assert_eq!((spec.search.random_trials, spec.search.seed), (16, 0));
         assert_eq!(spec.pruning.rule, RungRule::Asha);
         assert_eq!(spec.pruning.reduction_factor, 3.0);
         assert_eq!(spec.trainer, TrainerConfig::default());
@@ -321,10 +377,44 @@ mod tests {
         assert_eq!(spec.trainer.batch_size, 64);
         assert_eq!(
             spec.trainer.model,
-            lrsweep_proto::domain::ModelSpec::Softmax
+            lrsweep_proto::domain::ModelSpec::Softmax { intercept: true }
         );
         let none = SweepSpec::from_toml_str("[pruning]\nrule = \"none\"").unwrap();
         assert_eq!(none.pruning.rule, RungRule::None);
+    }
+
+    #[test]
+    fn strategy_fields_parse() {
+        let spec = SweepSpec::from_toml_str(
+            r#"
+            [search]
+            strategy = "range-test"
+            range_steps = 300
+            ramp = "linear"
+            shards = 4
+            refine = true
+            "#,
+        )
+        .unwrap();
+        let s = &spec.search;
+        assert_eq!(s.strategy, Strategy::RangeTest);
+        assert_eq!(
+            (s.range_steps, s.ramp, s.shards, s.refine),
+            (300, Ramp::Linear, 4, true)
+        );
+        let spec = SweepSpec::from_toml_str(
+            "[search]\nstrategy = \"random\"\nrandom_trials = 5\nseed = 7",
+        )
+        .unwrap();
+        assert_eq!(spec.search.strategy, Strategy::Random);
+        assert_eq!((spec.search.random_trials, spec.search.seed), (5, 7));
+        let grid = SweepSpec::from_toml_str("[search]\nstrategy = \"grid\"").unwrap();
+        assert_eq!(grid.search.strategy, Strategy::Grid);
+        // Refining is only constrained for the range test.
+        SweepSpec::from_toml_str(
+            "[search]\nrefine = true\nrounds = 1\nsteps = [100]\ndata_fraction = [1.0]",
+        )
+        .unwrap();
     }
 
     #[test]
@@ -367,6 +457,18 @@ mod tests {
             ),
             ("replicates = 0", "search.replicates"),
             ("eval_every = 0", "search.eval_every"),
+            ("range_steps = 0", "search.range_steps"),
+            ("range_steps = 1", "search.range_steps"),
+            ("shards = 0", "search.shards"),
+            ("random_trials = 0", "search.random_trials"),
+            (
+                "strategy = \"range-test\"\nrefine = true\nrounds = 1\nsteps = [100]\ndata_fraction = [1.0]",
+                "search.refine",
+            ),
+            ("strategy = \"bayesian\"", "search.strategy"),
+            ("ramp = \"cubic\"", "search.ramp"),
+            ("refine = \"yes\"", "search.refine"),
+            ("seed = -1", "search.seed"),
         ];
         for (body, field) in cases {
             assert_eq!(field_of(&format!("[search]\n{body}")), field, "{body}");

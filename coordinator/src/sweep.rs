@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use lrsweep_proto::domain::{StopKind, Subset, TracePoint, TrialAssignment, TrialId};
+use lrsweep_proto::domain::{
+    ScheduleSpec, StopKind, Subset, TracePoint, TrainerConfig, TrialAssignment, TrialId,
+};
 use tracing::{info, warn};
 
 use crate::prune::{PruneReason, RungBoard, TraceMonitor};
 use crate::search::{
-    CandidateResult, CoarseToFine, Recommendation, ReplicateOutcome, RoundPlan, TrialStatus,
+    build_strategy, CurvePoint, Recommendation, RoundPlan, Strategy, TrialResult, TrialStatus,
 };
 use crate::spec::SweepSpec;
 use crate::CoordinatorError;
@@ -39,6 +41,8 @@ pub struct Trial {
     pub lr: f64,
     pub subset: Subset,
     pub budget: u64,
+    /// Overrides the trainer's schedule (the range test's ramp).
+    pub schedule: Option<ScheduleSpec>,
     pub status: TrialStatus,
     pub prune_reason: Option<PruneReason>,
     pub attempt: u32,
@@ -48,8 +52,12 @@ pub struct Trial {
     pub steps_run: u64,
     /// The worker of the latest attempt.
     pub worker: Option<WorkerId>,
+    /// The name of that worker, for people (kept when a restarted coordinator forgets the id).
+    pub worker_name: Option<String>,
     pub error: Option<String>,
     monitor: TraceMonitor,
+    /// (step, lr, smoothed loss) of the current attempt, for strategies that read the curve.
+    curve: Vec<CurvePoint>,
 }
 
 impl Trial {
@@ -65,16 +73,42 @@ impl Trial {
         !matches!(self.status, TrialStatus::Queued | TrialStatus::Running)
     }
 
-    fn outcome(&self) -> ReplicateOutcome {
-        ReplicateOutcome {
+    fn result(&self) -> TrialResult {
+        TrialResult {
+            lr: self.lr,
+            replicate: self.subset.replicate,
             status: self.status,
             diverged: self.prune_reason.is_some_and(|r| r.is_divergence()),
             score: match self.status {
                 TrialStatus::Completed => self.monitor.final_score(),
                 _ => None,
             },
+            curve: self.curve.clone(),
         }
     }
+
+    /// Forgets the current attempt's trace: the next attempt starts from scratch.
+    fn reset_trace(&mut self, pruning: &crate::spec::PruningSpec) {
+        self.steps = 0;
+        self.monitor = TraceMonitor::new(pruning);
+        self.curve.clear();
+    }
+}
+
+/// A trial as the durable store keeps it, with the points of its latest attempt.
+#[derive(Clone, Debug)]
+pub struct TrialRecord {
+    pub id: TrialId,
+    pub round: u32,
+    pub lr: f64,
+    pub subset: Subset,
+    pub status: TrialStatus,
+    pub prune_reason: Option<PruneReason>,
+    pub attempt: u32,
+    pub steps_run: u64,
+    pub worker_name: Option<String>,
+    pub error: Option<String>,
+    pub points: Vec<TracePoint>,
 }
 
 #[derive(Debug)]
@@ -90,11 +124,13 @@ struct RoundState {
     plan: RoundPlan,
     trials: Vec<TrialId>,
     rungs: RungBoard,
+    /// Rung pruning and monotone cancellation apply (not to a range test's shards).
+    uses_rungs: bool,
 }
 
 pub struct Sweep {
     spec: SweepSpec,
-    search: CoarseToFine,
+    search: Box<dyn Strategy>,
     round: RoundState,
     trials: Vec<Trial>,
     queue: VecDeque<TrialId>,
@@ -104,19 +140,23 @@ pub struct Sweep {
     /// A trial whose attempts failed or were lost this many times is marked failed.
     max_attempts: u32,
     finished: bool,
+    interrupted: bool,
+    /// Trials changed since the last `take_changed`, for the durable store.
+    changed: BTreeSet<TrialId>,
 }
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 impl Sweep {
     pub fn new(spec: SweepSpec) -> Sweep {
-        let mut search = CoarseToFine::new(&spec);
+        let mut search = build_strategy(&spec);
         let plan = search.first_round();
         let mut sweep = Sweep {
             round: RoundState {
                 rungs: RungBoard::new(&spec.pruning, plan.steps),
                 trials: Vec::new(),
                 plan: plan.clone(),
+                uses_rungs: false,
             },
             spec,
             search,
@@ -126,9 +166,16 @@ impl Sweep {
             names: BTreeMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             finished: false,
+            interrupted: false,
+            changed: BTreeSet::new(),
         };
         sweep.start_round(plan);
         sweep
+    }
+
+    /// Trials changed since the last call, for the durable store to write.
+    pub fn take_changed(&mut self) -> Vec<TrialId> {
+        std::mem::take(&mut self.changed).into_iter().collect()
     }
 
     pub fn set_max_attempts(&mut self, max_attempts: u32) {
@@ -168,7 +215,7 @@ impl Sweep {
             steps = plan.steps,
             data_fraction = plan.data_fraction,
         );
-        let replicates = self.spec.search.replicates;
+        let replicates = plan.replicates;
         let mut ids = Vec::new();
         // Largest rate first: a diverging rate dies within a few steps, so the round quickly gets
         // its good rates' rung values, against which the crawling small rates are cut early.
@@ -185,16 +232,20 @@ impl Sweep {
                         replicates,
                     },
                     budget: plan.steps,
+                    schedule: plan.schedule.clone(),
                     status: TrialStatus::Queued,
                     prune_reason: None,
                     attempt: 0,
                     steps: 0,
                     steps_run: 0,
                     worker: None,
+                    worker_name: None,
                     error: None,
                     monitor: TraceMonitor::new(&self.spec.pruning),
+                    curve: Vec::new(),
                 });
                 self.queue.push_back(id);
+                self.changed.insert(id);
                 ids.push(id);
             }
         }
@@ -202,6 +253,7 @@ impl Sweep {
             rungs: RungBoard::new(&self.spec.pruning, plan.steps),
             trials: ids,
             plan,
+            uses_rungs: self.search.uses_rungs(),
         };
     }
 
@@ -284,6 +336,7 @@ impl Sweep {
     /// Ends the current attempt of a running trial without a verdict on the rate.
     fn retry_or_fail(&mut self, trial_id: TrialId, error: &str) {
         self.release(trial_id);
+        self.changed.insert(trial_id);
         let trial = &mut self.trials[trial_id as usize];
         if trial.status != TrialStatus::Running {
             return;
@@ -309,8 +362,7 @@ impl Sweep {
                 error
             );
             trial.status = TrialStatus::Queued;
-            trial.steps = 0;
-            trial.monitor = TraceMonitor::new(&self.spec.pruning);
+            trial.reset_trace(&self.spec.pruning);
             self.queue.push_front(trial_id);
         }
     }
@@ -334,9 +386,11 @@ impl Sweep {
                 break;
             };
             let trial = &mut self.trials[trial_id as usize];
+            self.changed.insert(trial_id);
             trial.status = TrialStatus::Running;
             trial.attempt += 1;
-            trial.steps = 0;
+            trial.reset_trace(&self.spec.pruning);
+            trial.worker_name = self.names.get(&worker).cloned();
             trial.worker = Some(worker.clone());
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.running.insert(trial_id);
@@ -360,7 +414,13 @@ impl Sweep {
                     steps: trial.budget,
                     eval_every: self.spec.search.eval_every,
                     subset: trial.subset,
-                    trainer: self.spec.trainer.clone(),
+                    trainer: match &trial.schedule {
+                        Some(schedule) => TrainerConfig {
+                            schedule: schedule.clone(),
+                            ..self.spec.trainer.clone()
+                        },
+                        None => self.spec.trainer.clone(),
+                    },
                 },
             });
         }
@@ -396,15 +456,17 @@ impl Sweep {
         Ok(Some(trial_id as usize))
     }
 
-    pub fn on_trace(
+    /// Judges a batch of a trial's points. Returns the commands and the points accepted: the
+    /// tail of the batch past what the sweep already had (empty for a superseded attempt).
+    pub fn on_trace<'p>(
         &mut self,
         worker: &str,
         trial_id: TrialId,
         attempt: u32,
-        points: &[TracePoint],
-    ) -> Result<Vec<Command>, CoordinatorError> {
+        points: &'p [TracePoint],
+    ) -> Result<(Vec<Command>, &'p [TracePoint]), CoordinatorError> {
         let Some(index) = self.reported_trial(worker, trial_id, attempt)? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), &[]));
         };
         let trial = &mut self.trials[index];
         // Within a batch steps must rise; across batches a point at or below the last step is a
@@ -424,23 +486,32 @@ impl Sweep {
         let fresh = points.partition_point(|p| p.step <= trial.steps);
         let points = &points[fresh..];
         let Some(last) = points.last().map(|p| p.step) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), points));
         };
         trial.steps_run += last - trial.steps;
         trial.steps = last;
+        self.changed.insert(trial_id);
         // Points that arrive after the stop order still count as work done, but are not judged.
         if trial.status != TrialStatus::Running {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), points));
         }
         let mut verdict = None;
         for p in points {
             verdict = trial.monitor.observe(p);
-            if verdict.is_none() {
-                if let Some(s) = trial.monitor.smoothed() {
-                    verdict = self
-                        .round
-                        .rungs
-                        .observe(trial_id, trial.subset.replicate, p.step, s);
+            let smoothed = trial.monitor.smoothed();
+            if let (None, Some(smoothed)) = (verdict, smoothed) {
+                trial.curve.push(CurvePoint {
+                    step: p.step,
+                    lr: p.lr,
+                    smoothed,
+                });
+                if self.round.uses_rungs {
+                    verdict = self.round.rungs.observe(
+                        trial_id,
+                        trial.subset.replicate,
+                        p.step,
+                        smoothed,
+                    );
                 }
             }
             if verdict.is_some() {
@@ -450,12 +521,12 @@ impl Sweep {
         let mut commands = Vec::new();
         if let Some(reason) = verdict {
             commands.extend(self.stop(trial_id, TrialStatus::Pruned, StopKind::Prune, reason));
-            if reason.is_divergence() {
+            if reason.is_divergence() && self.round.uses_rungs {
                 commands.extend(self.cancel_larger_rates(trial_id));
             }
             commands.extend(self.advance());
         }
-        Ok(commands)
+        Ok((commands, points))
     }
 
     pub fn on_completed(
@@ -479,6 +550,7 @@ impl Sweep {
             )));
         }
         trial.status = TrialStatus::Completed;
+        self.changed.insert(trial_id);
         info!(
             event = "trial_completed",
             round = trial.round,
@@ -525,6 +597,7 @@ impl Sweep {
         kind: StopKind,
         reason: PruneReason,
     ) -> Option<Command> {
+        self.changed.insert(trial_id);
         let trial = &mut self.trials[trial_id as usize];
         let was = trial.status;
         trial.status = status;
@@ -591,6 +664,13 @@ impl Sweep {
 
     /// Moves to the next round once every trial of this one is over, and refills free slots.
     fn advance(&mut self) -> Vec<Command> {
+        self.next_round_if_over();
+        self.dispatch()
+    }
+
+    /// Plans the next round (or ends the search) once every trial of this one is over. Returns
+    /// whether a new round started.
+    fn next_round_if_over(&mut self) -> bool {
         let round_over = self
             .round
             .trials
@@ -599,7 +679,10 @@ impl Sweep {
         if round_over && !self.finished {
             let results = self.round_results();
             match self.search.next_round(&results) {
-                Some(plan) => self.start_round(plan),
+                Some(plan) => {
+                    self.start_round(plan);
+                    return true;
+                }
                 None => {
                     self.finished = true;
                     let rec = self.search.recommendation();
@@ -613,32 +696,123 @@ impl Sweep {
                 }
             }
         }
-        self.dispatch()
+        false
     }
 
-    /// One result per rate of the current round, ascending.
-    fn round_results(&self) -> Vec<CandidateResult> {
-        self.round
-            .plan
-            .lrs
+    /// Rebuilds a sweep from what the durable store kept: replans every round with the same
+    /// strategy, checks each plan against the stored trials, and replays their traces. Trials
+    /// that were running when the coordinator died go back to the queue; nothing completed is
+    /// run again.
+    pub fn resume(spec: SweepSpec, records: Vec<TrialRecord>) -> Result<Sweep, CoordinatorError> {
+        let mut sweep = Sweep::new(spec);
+        sweep.changed.clear();
+        let mismatch = |why: String| CoordinatorError::Storage(format!("cannot resume: {why}"));
+        let mut records = records.into_iter().peekable();
+        loop {
+            for id in sweep.round.trials.clone() {
+                let Some(record) = records.next_if(|r| r.id == id) else {
+                    // The round was planned but not yet saved when the coordinator died.
+                    return Ok(sweep.requeue_interrupted());
+                };
+                let planned = &sweep.trials[id as usize];
+                if record.round != planned.round
+                    || (record.lr / planned.lr - 1.0).abs() > 1e-9
+                    || record.subset.replicate != planned.subset.replicate
+                {
+                    return Err(mismatch(format!(
+                        "stored trial {id} (round {}, lr {}) is not what the spec plans (round {}, lr {})",
+                        record.round, record.lr, planned.round, planned.lr
+                    )));
+                }
+                sweep.restore_trial(record);
+            }
+            if !sweep.next_round_if_over() {
+                break;
+            }
+        }
+        if let Some(extra) = records.next() {
+            return Err(mismatch(format!(
+                "stored trial {} lies beyond what the spec plans",
+                extra.id
+            )));
+        }
+        Ok(sweep.requeue_interrupted())
+    }
+
+    fn restore_trial(&mut self, record: TrialRecord) {
+        let id = record.id;
+        let uses_rungs = self.round.uses_rungs;
+        let trial = &mut self.trials[id as usize];
+        trial.status = record.status;
+        trial.prune_reason = record.prune_reason;
+        trial.attempt = record.attempt;
+        trial.steps_run = record.steps_run;
+        trial.worker_name = record.worker_name;
+        trial.error = record.error;
+        for p in &record.points {
+            trial.steps = p.step;
+            let verdict = trial.monitor.observe(p);
+            if let (None, Some(smoothed)) = (verdict, trial.monitor.smoothed()) {
+                trial.curve.push(CurvePoint {
+                    step: p.step,
+                    lr: p.lr,
+                    smoothed,
+                });
+                if uses_rungs {
+                    self.round
+                        .rungs
+                        .observe(id, trial.subset.replicate, p.step, smoothed);
+                }
+            }
+        }
+        if trial.status != TrialStatus::Queued {
+            self.queue.retain(|&q| q != id);
+        }
+    }
+
+    /// Trials that were running when the coordinator died lost their worker with it.
+    fn requeue_interrupted(mut self) -> Sweep {
+        let running: Vec<TrialId> = self
+            .trials
             .iter()
-            .map(|&lr| {
-                let outcomes: Vec<ReplicateOutcome> = self
-                    .round
-                    .trials
-                    .iter()
-                    .map(|&id| &self.trials[id as usize])
-                    .filter(|t| t.lr == lr)
-                    .map(Trial::outcome)
-                    .collect();
-                CandidateResult::from_replicates(lr, &outcomes)
-            })
+            .filter(|t| t.status == TrialStatus::Running)
+            .map(|t| t.id)
+            .collect();
+        for id in running.into_iter().rev() {
+            let trial = &mut self.trials[id as usize];
+            trial.status = TrialStatus::Queued;
+            trial.reset_trace(&self.spec.pruning);
+            self.queue.push_front(id);
+            self.changed.insert(id);
+        }
+        self
+    }
+
+    /// One result per trial of the current round.
+    fn round_results(&self) -> Vec<TrialResult> {
+        self.round
+            .trials
+            .iter()
+            .map(|&id| self.trials[id as usize].result())
             .collect()
+    }
+
+    /// Strategy-specific content for the report (the range test's curves).
+    pub fn search_report(&self) -> serde_json::Value {
+        self.search.report()
     }
 
     /// Shutdown: nothing more is handed out; queued trials stay queued in the report.
     pub fn finish_early(&mut self) {
-        self.finished = true;
+        if !self.finished {
+            self.finished = true;
+            self.interrupted = true;
+        }
+    }
+
+    /// Whether the sweep ended before its search did.
+    pub fn was_interrupted(&self) -> bool {
+        self.interrupted
     }
 }
 
@@ -732,7 +906,7 @@ mod tests {
         let (_, small) = given.iter().find(|(_, a)| a.lr == 0.1).unwrap().clone();
         let mut bad = trace(&small, 1, 3);
         bad[2].train_loss = f64::NAN;
-        let commands = sweep
+        let (commands, _) = sweep
             .on_trace("w1", small.trial_id, 1, &bad)
             .expect("valid trace");
         let stopped = stops(&commands);
@@ -773,10 +947,9 @@ mod tests {
         assert_eq!((worker.as_str(), again.trial_id), ("w2", first.trial_id));
         assert_eq!(again.attempt, 2);
         // The lost attempt's late points are dropped, not mixed into the new attempt's trace.
-        let late = sweep
-            .on_trace("w1", first.trial_id, 1, &trace(&first, 6, 8))
-            .unwrap();
-        assert!(late.is_empty());
+        let late = trace(&first, 6, 8);
+        let (commands, accepted) = sweep.on_trace("w1", first.trial_id, 1, &late).unwrap();
+        assert!(commands.is_empty() && accepted.is_empty());
         let trial = &sweep.trials()[first.trial_id as usize];
         assert_eq!((trial.steps, trial.steps_run), (0, 5));
         sweep
@@ -831,9 +1004,9 @@ mod tests {
         let mut sweep = Sweep::new(spec(RungRule::None));
         sweep.add_worker("w1".into(), "a".into(), 1);
         let (_, a) = assignments(&sweep.dispatch()).remove(0);
-        let invalid = |r: Result<Vec<Command>, CoordinatorError>| {
+        fn invalid<T>(r: Result<T, CoordinatorError>) -> bool {
             matches!(r, Err(CoordinatorError::InvalidRequest(_)))
-        };
+        }
         assert!(invalid(sweep.on_trace("w1", 999, 1, &trace(&a, 1, 2))));
         assert!(invalid(sweep.on_trace(
             "w1",
@@ -886,10 +1059,12 @@ mod tests {
                 && sweep.trials()[a.trial_id as usize].status == TrialStatus::Running
             {
                 let to = (from + 9).min(a.steps);
+                let points = trace(&a, from, to);
                 commands.extend(
                     sweep
-                        .on_trace(&worker, a.trial_id, a.attempt, &trace(&a, from, to))
-                        .unwrap(),
+                        .on_trace(&worker, a.trial_id, a.attempt, &points)
+                        .unwrap()
+                        .0,
                 );
                 from = to + 1;
             }

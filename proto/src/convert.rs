@@ -152,7 +152,7 @@ impl TryFrom<i32> for StopKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ModelSpec;
+    use crate::domain::{Activation, ModelSpec};
 
     fn assignment() -> TrialAssignment {
         TrialAssignment {
@@ -169,6 +169,7 @@ mod tests {
             trainer: TrainerConfig {
                 model: ModelSpec::Mlp {
                     hidden: vec![16, 8],
+                    activation: Activation::Tanh,
                 },
                 ..TrainerConfig::default()
             },

@@ -12,12 +12,22 @@ use std::time::{Duration, Instant};
 
 pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database path no other test uses.
+pub fn fresh_db_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "lrsweep-test-{}-{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "lrsweep-{tag}-{}-{}",
             std::process::id(),
@@ -129,8 +139,13 @@ impl Drop for Proc {
 }
 
 /// Starts the coordinator on `127.0.0.1:0` and returns it with the address it bound.
+/// Without `--db` among `args` it gets a database of its own under the temp dir.
 pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
+    let db = fresh_db_path();
     let mut all = vec!["--listen", "127.0.0.1:0"];
+    if !args.contains(&"--db") {
+        all.extend(["--db", db.to_str().expect("utf-8 temp dir")]);
+    }
     all.extend_from_slice(args);
     let (proc, rx) = Proc::spawn(bin, &all);
     let deadline = Instant::now() + Duration::from_secs(30);

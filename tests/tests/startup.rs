@@ -58,6 +58,8 @@ fn a_worker_started_first_retries_until_the_coordinator_comes() {
         &[
             "--listen",
             &addr,
+            "--db",
+            dir.path().join("sweep.db").to_str().unwrap(),
             "--spec",
             &spec,
             "--report",

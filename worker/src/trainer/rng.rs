@@ -15,6 +15,8 @@ pub(crate) enum Stream {
     Init = 3,
     /// Minibatch order.
     Batches = 4,
+    /// Generated datasets.
+    Synthetic = 5,
 }
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;

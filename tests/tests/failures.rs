@@ -1,0 +1,81 @@
+//! Machines die: a worker killed mid-trial loses nothing, its trial is rerun elsewhere.
+
+use std::time::{Duration, Instant};
+
+use lrsweep_tests::{start_coordinator, start_worker, TempDir};
+
+const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
+const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
+
+/// Trials long enough (tens of milliseconds at least) to kill a worker in the middle of one.
+const SPEC: &str = r#"
+[search]
+min_lr = 1e-3
+max_lr = 1.0
+rounds = 1
+steps = [4000]
+data_fraction = [1.0]
+replicates = 2
+
+[pruning]
+rule = "none"
+
+[trainer]
+model = { kind = "mlp", hidden = [32] }
+"#;
+
+#[test]
+fn a_worker_killed_mid_trial_has_its_trial_rerun_on_the_other() {
+    let dir = TempDir::new("kill-worker");
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let report = dir.path().join("report.json");
+    let (mut coordinator, addr) = start_coordinator(
+        COORDINATOR,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--lease-ms",
+            "500",
+        ],
+    );
+    let mut doomed = start_worker(WORKER, &addr, "doomed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while doomed.events("trial_started").is_empty() {
+        assert!(Instant::now() < deadline, "{:#?}", doomed.tail(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Wait for some of its trace to reach the coordinator, then kill it without warning.
+    std::thread::sleep(Duration::from_millis(30));
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    let mut survivor = start_worker(WORKER, &addr, "survivor");
+
+    let (status, _) = coordinator.wait_output(Duration::from_secs(300));
+    assert!(status.success(), "{:#?}", coordinator.tail(20));
+    assert!(survivor.wait_output(Duration::from_secs(30)).0.success());
+    assert!(!coordinator.events("lease_expired").is_empty());
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let trials = report["trials"].as_array().unwrap();
+    for t in trials {
+        let status = t["status"].as_str().unwrap();
+        assert!(
+            ["completed", "pruned", "cancelled", "failed"].contains(&status),
+            "{t}"
+        );
+    }
+    let rerun: Vec<_> = trials
+        .iter()
+        .filter(|t| t["attempts"].as_u64().unwrap() >= 2)
+        .collect();
+    assert!(!rerun.is_empty(), "no trial was rerun: {trials:#?}");
+    for t in rerun {
+        assert_eq!(t["worker"], "survivor", "{t}");
+        assert_eq!(t["status"], "completed", "{t}");
+        assert_eq!(t["steps"], t["budget"], "{t}");
+    }
+}
