@@ -108,16 +108,11 @@ impl From<TracePoint> for v1::TracePoint {
 impl TryFrom<v1::TracePoint> for TracePoint {
     type Error = ConvertError;
 
-    /// Losses may be NaN or infinite (a diverging trial); step and rate may not be nonsense.
+    /// Losses and the rate are data, whatever their value: a diverging trial's loss is NaN, and
+    /// a hypergradient optimizer's adapted rate may turn negative or blow up. Steps count from 1.
     fn try_from(p: v1::TracePoint) -> Result<Self, Self::Error> {
         if p.step == 0 {
             return Err(invalid("points.step", "steps count from 1"));
-        }
-        if !(p.lr.is_finite() && p.lr >= 0.0) {
-            return Err(invalid(
-                "points.lr",
-                format!("{} is not a finite rate", p.lr),
-            ));
         }
         Ok(TracePoint {
             step: p.step,
