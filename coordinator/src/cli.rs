@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lrsweep_proto::cli::{init_logging, LogFormat};
+use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
 
 use crate::durable::load_sweep;
 use crate::report::Report;
@@ -123,22 +123,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
+    match block_on(run(config)) {
         Ok(report) => {
             print!("{}", report.summary());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(code) => code,
     }
 }
 

@@ -116,11 +116,13 @@ impl Hub {
         self.done.subscribe()
     }
 
+    /// Workers with an open stream, or registered and about to open one: the ones that still
+    /// have to hear that the sweep is over.
     pub fn connected_workers(&self) -> usize {
         self.lock()
             .workers
             .values()
-            .filter(|w| w.outbox.is_some())
+            .filter(|w| w.outbox.is_some() || !w.joined)
             .count()
     }
 
@@ -284,16 +286,19 @@ impl Hub {
         let mut st = self.lock();
         st.sessions += 1;
         let session = st.sessions;
-        let shutdown_sent = st.shutdown_sent;
-        let link = st
-            .workers
-            .get_mut(worker)
-            .ok_or_else(|| CoordinatorError::UnknownWorker(worker.to_string()))?;
-        link.last_seen = Instant::now();
-        if shutdown_sent {
+        if !st.workers.contains_key(worker) {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        }
+        if st.shutdown_sent {
+            // Too late for work: told at once, and nothing more to wait for.
             let _ = outbox.send(Ok(shutdown_message("sweep finished")));
+            st.workers.remove(worker);
             return Ok(session);
         }
+        let Some(link) = st.workers.get_mut(worker) else {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        };
+        link.last_seen = Instant::now();
         link.outbox = Some((session, outbox));
         if link.joined {
             st.sweep.set_available(worker, true);

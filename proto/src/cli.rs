@@ -1,6 +1,9 @@
 //! Pieces both binaries share: log output (so a JSON line looks the same from either side) and
 //! the one shutdown signal.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
@@ -34,6 +37,7 @@ pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -66,4 +70,17 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+/// Runs a binary's async body on a new runtime. A failure is printed as `error: …` on stderr
+/// and becomes exit code 1.
+pub fn block_on<T, E: Display>(body: impl Future<Output = Result<T, E>>) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    runtime.block_on(body).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lrsweep_proto::cli::{init_logging, LogFormat};
+use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
 
 use crate::session::{run, WorkerConfig};
 
@@ -74,18 +74,8 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     let config = args.into_config();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
+    match block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(code) => code,
     }
 }
