@@ -164,7 +164,7 @@ impl Hub {
         for command in commands {
             let (worker, kind) = match command {
                 Command::Assign { worker, assignment } => {
-                    (worker, Down::Assign((&assignment).into()))
+                    (worker, Down::Assign(assignment.as_ref().into()))
                 }
                 Command::Stop {
                     worker,

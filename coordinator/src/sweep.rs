@@ -23,7 +23,8 @@ pub type WorkerId = String;
 pub enum Command {
     Assign {
         worker: WorkerId,
-        assignment: TrialAssignment,
+        /// Boxed: an assignment carries the whole trainer config, a stop order a few ids.
+        assignment: Box<TrialAssignment>,
     },
     Stop {
         worker: WorkerId,
@@ -407,7 +408,7 @@ impl Sweep {
             );
             commands.push(Command::Assign {
                 worker,
-                assignment: TrialAssignment {
+                assignment: Box::new(TrialAssignment {
                     trial_id,
                     attempt: trial.attempt,
                     lr: trial.lr,
@@ -421,7 +422,7 @@ impl Sweep {
                         },
                         None => self.spec.trainer.clone(),
                     },
-                },
+                }),
             });
         }
         commands
@@ -840,7 +841,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Command::Assign { worker, assignment } => {
-                    Some((worker.clone(), assignment.clone()))
+                    Some((worker.clone(), TrialAssignment::clone(assignment)))
                 }
                 Command::Stop { .. } => None,
             })
