@@ -52,6 +52,9 @@ pub struct Suggestions {
     pub minimum: LossPoint,
     /// `minimum.lr`.
     pub max_stable_lr: f64,
+    /// Whether some run blew up within the ramp. If none did, the loss was still falling at the
+    /// ramp's end, and `max_stable_lr` is only a lower bound: widen `max_lr`.
+    pub instability_reached: bool,
     pub suggested_min_lr: f64,
     pub suggested_max_lr: f64,
 }
@@ -101,7 +104,7 @@ pub fn merge(curves: &[Vec<CurvePoint>]) -> Vec<MergedPoint> {
 /// Merges the shards' curves and reads the suggestions from the steps that every shard with a
 /// curve reported: where one shard's run has ended, the mean over the others would jump by the
 /// offset between shards and fake a valley. `ramp_steps` is the planned ramp length N.
-pub fn analyse(shards: Vec<Vec<CurvePoint>>, ramp_steps: u64) -> Analysis {
+pub fn analyse(shards: Vec<Vec<CurvePoint>>, ramp_steps: u64, blew_up: bool) -> Analysis {
     let merged = merge(&shards);
     let reporting = shards.iter().filter(|c| !c.is_empty()).count() as u32;
     let curve: Vec<LossPoint> = merged
@@ -114,7 +117,7 @@ pub fn analyse(shards: Vec<Vec<CurvePoint>>, ramp_steps: u64) -> Analysis {
         })
         .collect();
     Analysis {
-        suggestions: suggest(&curve, ramp_steps),
+        suggestions: suggest(&curve, ramp_steps, blew_up),
         merged,
         shards,
     }
@@ -123,14 +126,20 @@ pub fn analyse(shards: Vec<Vec<CurvePoint>>, ramp_steps: u64) -> Analysis {
 /// The suggestions (module docs) from a loss-vs-rate curve in step order; `ramp_steps` is the
 /// planned ramp length N. The curve is cut before its first non-finite loss or non-positive rate.
 /// None for an empty curve.
-pub fn suggest(curve: &[LossPoint], ramp_steps: u64) -> Option<Suggestions> {
+pub fn suggest(curve: &[LossPoint], ramp_steps: u64, blew_up: bool) -> Option<Suggestions> {
     let usable = curve
         .iter()
         .position(|p| !p.loss.is_finite() || !p.lr.is_finite() || p.lr <= 0.0)
         .unwrap_or(curve.len());
     let curve = &curve[..usable];
     let start = (ramp_steps / 10) as usize;
-    let end = curve.len().saturating_sub(TRIM_END);
+    // The end is trimmed for the blow-up's last steps; a run that never blew up has none, and
+    // trimming it would put a fake minimum a few steps before the ramp's end.
+    let end = if blew_up {
+        curve.len().saturating_sub(TRIM_END)
+    } else {
+        curve.len()
+    };
     let curve = if end >= start + 2 {
         &curve[start..end]
     } else {
@@ -152,6 +161,7 @@ pub fn suggest(curve: &[LossPoint], ramp_steps: u64) -> Option<Suggestions> {
         valley: longest_descent(curve).map(|(a, b)| curve[a + (b - a) / 2]),
         minimum,
         max_stable_lr: minimum.lr,
+        instability_reached: blew_up,
         suggested_min_lr: minimum.lr / 4.0,
         suggested_max_lr: minimum.lr,
     })
@@ -251,7 +261,7 @@ mod tests {
             0.1, 50.0, 100.0, 200.0, 400.0, // trimmed
         ];
         let curve = points(&losses);
-        let s = suggest(&curve, 20).unwrap();
+        let s = suggest(&curve, 20, true).unwrap();
         // Steepest drop: 3.5 → 2.0 between indices 8 and 9; the left point is the suggestion.
         assert_eq!(s.steep.unwrap().step, 9);
         // Longest strictly decreasing run: indices 3..=10 (4.1 down to 1.9), 8 points; halfway
@@ -265,26 +275,32 @@ mod tests {
 
     #[test]
     fn short_flat_rising_and_nan_curves_do_not_panic() {
-        assert!(suggest(&[], 100).is_none());
+        assert!(suggest(&[], 100, true).is_none());
         let one = points(&[2.0]);
-        let s = suggest(&one, 100).unwrap();
+        let s = suggest(&one, 100, true).unwrap();
         assert_eq!(
             (s.max_stable_lr, s.steep, s.valley),
             (one[0].lr, None, None)
         );
         // Too short to trim: the whole curve counts.
         let three = points(&[3.0, 1.0, 2.0]);
-        let s = suggest(&three, 100).unwrap();
+        let s = suggest(&three, 100, true).unwrap();
         assert_eq!(s.minimum, three[1]);
         assert_eq!((s.steep, s.valley), (Some(three[0]), Some(three[0])));
         // The loss never falls: no steep, no valley; the minimum is the first point.
         let rising = points(&[1.0, 1.0, 2.0, 3.0]);
-        let s = suggest(&rising, 0).unwrap();
+        let s = suggest(&rising, 0, true).unwrap();
         assert_eq!((s.steep, s.valley, s.minimum), (None, None, rising[0]));
         // Cut at the first NaN: the 0.5 after it does not count.
         let nan = points(&[3.0, 2.0, f64::NAN, 0.5]);
-        assert_eq!(suggest(&nan, 0).unwrap().minimum, nan[1]);
-        assert!(suggest(&points(&[f64::NAN, 1.0]), 0).is_none());
+        assert_eq!(suggest(&nan, 0, true).unwrap().minimum, nan[1]);
+        assert!(suggest(&points(&[f64::NAN, 1.0]), 0, true).is_none());
+        // No run blew up: nothing is trimmed from the end, and the minimum is a lower bound.
+        let falling = points(&[5.0, 4.0, 3.0, 2.0, 1.5, 1.2, 1.1, 1.05]);
+        let s = suggest(&falling, 0, false).unwrap();
+        assert_eq!(s.minimum, falling[7]);
+        assert!(!s.instability_reached);
+        assert!(suggest(&falling, 0, true).unwrap().minimum.step < falling[7].step);
     }
 
     #[test]
@@ -292,13 +308,13 @@ mod tests {
         // Shard b sits 10 above a and ends early; past its end the mean would drop by 5.
         let a = curve(1, &[5.0, 4.0, 3.0, 2.9, 2.8, 2.7]);
         let b = curve(1, &[15.0, 14.0, 13.0, 14.0]);
-        let analysis = analyse(vec![a.clone(), b, vec![]], 0);
+        let analysis = analyse(vec![a.clone(), b, vec![]], 0, true);
         assert_eq!(analysis.merged.len(), 6);
         let s = analysis.suggestions.unwrap();
         assert_eq!(s.minimum.step, 3);
         assert_eq!(s.minimum.loss, 8.0);
         assert_eq!(s.max_stable_lr, a[2].lr);
-        assert!(analyse(vec![], 100).suggestions.is_none());
+        assert!(analyse(vec![], 100, true).suggestions.is_none());
     }
 
     /// One range-test run on the diagonal quadratic f(w) = ½Σλ_i w_i², w = 1: gradient steps

@@ -397,17 +397,33 @@ impl CoarseToFine {
         }
         // Only this round's scores count: budgets differ between rounds, so do scores.
         let candidates = &self.finished[self.finished.len() - 1];
-        let i = best_index(candidates)?;
-        let best = candidates[i].lr;
-        // The larger neighbour bounds the bracket whether or not it diverged: if it did, it is
-        // the open upper end (the grid stays strictly below it).
-        let lo = match i {
-            0 => (best / ratio).max(self.search().min_lr),
-            _ => candidates[i - 1].lr,
-        };
-        let hi = match candidates.get(i + 1) {
-            Some(c) => c.lr,
-            None => (best * ratio).min(self.search().max_lr),
+        let (lo, hi) = match best_index(candidates) {
+            Some(i) => {
+                let best = candidates[i].lr;
+                // The larger neighbour bounds the bracket whether or not it diverged: if it did,
+                // it is the open upper end (the grid stays strictly below it).
+                let lo = match i {
+                    0 => (best / ratio).max(self.search().min_lr),
+                    _ => candidates[i - 1].lr,
+                };
+                let hi = match candidates.get(i + 1) {
+                    Some(c) => c.lr,
+                    None => (best * ratio).min(self.search().max_lr),
+                };
+                (lo, hi)
+            }
+            // Every rate of the round diverged (as when a range test's suggested range lies past
+            // the edge): the stable edge is below, so search the same span below the lowest.
+            None if !candidates.is_empty() && candidates.iter().all(|c| c.diverged) => {
+                let lowest = candidates[0].lr;
+                let span = (candidates[candidates.len() - 1].lr / lowest).max(ratio);
+                let lo = (lowest / span).max(self.search().min_lr);
+                if lo >= lowest {
+                    return None;
+                }
+                (lo, lowest)
+            }
+            None => return None,
         };
 
         let n = self.search().candidates_per_round;
@@ -587,7 +603,8 @@ impl Strategy for RangeTest {
             .collect();
         runs.sort_by_key(|r| r.replicate);
         let curves = runs.iter().map(|r| r.curve.clone()).collect();
-        let analysis = range_test::analyse(curves, self.spec.search.range_steps);
+        let blew_up = runs.iter().any(|r| r.diverged);
+        let analysis = range_test::analyse(curves, self.spec.search.range_steps, blew_up);
         let max_stable_lr = analysis.suggestions.map(|s| s.max_stable_lr);
         self.analysis = Some(analysis);
         if !self.spec.search.refine {
@@ -802,6 +819,31 @@ mod tests {
     }
 
     #[test]
+    fn a_round_where_every_rate_diverged_is_followed_by_one_below_it() {
+        let spec = spec_with(|s| {
+            s.search.min_lr = 1e-4;
+            s.search.max_lr = 1e2;
+        });
+        let mut search = CoarseToFine::new(&spec);
+        let plan = Strategy::first_round(&mut search);
+        // Decades 1e-4 .. 1e2 where everything at or above 1e-4 diverges except nothing: the
+        // lowest rate is the floor, so there is nowhere below to go.
+        let all: Vec<CandidateResult> = plan.lrs.iter().map(|&lr| diverged(lr)).collect();
+        assert!(search.advance(&all).is_none());
+
+        let mut search = CoarseToFine::new(&spec);
+        let plan = Strategy::first_round(&mut search);
+        let next = search.advance(&synthetic(&plan.lrs, 1.0, 10.0)).unwrap();
+        // Round 1 brackets 1.0; suppose all of it diverged: round 2 searches below its lowest.
+        let lowest = next.lrs[0];
+        let down = search
+            .advance(&next.lrs.iter().map(|&lr| diverged(lr)).collect::<Vec<_>>())
+            .unwrap();
+        assert!(down.lrs.iter().all(|&lr| lr < lowest), "{:?}", down.lrs);
+        assert!(down.lrs[0] >= lowest / (next.lrs[next.lrs.len() - 1] / lowest) * 0.999);
+    }
+
+    #[test]
     fn stops_when_nothing_is_left_below_a_divergence() {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         search.first_round();
@@ -924,7 +966,13 @@ mod tests {
         search
             .advance(&[scored(1e-3, 2.0), scored(1e-2, 1.0), scored(0.1, 1.5)])
             .unwrap();
-        assert!(search.advance(&[diverged(5e-3), diverged(2e-2)]).is_none());
+        // No score in the latest round (one rate diverged, the other was pruned unscored).
+        let unscored = CandidateResult {
+            lr: 2e-2,
+            diverged: false,
+            score: None,
+        };
+        assert!(search.advance(&[diverged(5e-3), unscored]).is_none());
         assert_eq!(search.recommendation().unwrap().best_lr, 1e-2);
     }
 

@@ -1,6 +1,8 @@
 //! A test cluster of real processes on loopback: one coordinator on an ephemeral port and any
 //! number of workers, with their JSON logs captured for assertions.
 
+pub mod local;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
