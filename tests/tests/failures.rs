@@ -79,3 +79,61 @@ fn a_worker_killed_mid_trial_has_its_trial_rerun_on_the_other() {
         assert_eq!(t["steps"], t["budget"], "{t}");
     }
 }
+
+#[test]
+fn a_failing_trainer_fails_its_attempts_and_the_worker_stays_up() {
+    let dir = TempDir::new("bad-data");
+    let missing = dir.path().join("no-such-file.csv");
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+[search]
+min_lr = 1e-2
+max_lr = 1.0
+rounds = 1
+steps = [50]
+data_fraction = [1.0]
+replicates = 1
+
+[trainer]
+dataset = {{ kind = "csv", path = "{}", label = "y" }}
+model = {{ kind = "softmax" }}
+"#,
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let (mut coordinator, addr) = start_coordinator(
+        COORDINATOR,
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--max-attempts",
+            "2",
+        ],
+    );
+    let mut worker = start_worker(WORKER, &addr, "steady");
+    let (status, _) = coordinator.wait_output(Duration::from_secs(120));
+    // Nothing to recommend: a clear failure, with the report written all the same.
+    assert!(!status.success());
+    let (status, _) = worker.wait_output(Duration::from_secs(30));
+    assert!(status.success(), "the worker stays up: {:#?}", worker.tail(10));
+    assert_eq!(worker.events("trial_failed").len(), 3 * 2);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(report["best_lr"].is_null());
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in trials {
+        assert_eq!(t["status"], "failed", "{t}");
+        assert_eq!(t["attempts"], 2, "{t}");
+        let error = t["error"].as_str().unwrap();
+        assert!(error.contains("no-such-file.csv"), "{error}");
+    }
+}
