@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::search::TrialStatus;
+use crate::search::{HypergradientOutcome, TrialStatus};
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
 
@@ -25,6 +25,9 @@ pub struct Report {
     pub steep_lr: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valley_lr: Option<f64>,
+    /// The hypergradient stage: its start and final rate, and its loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypergradient: Option<HypergradientOutcome>,
     pub rounds: u32,
     pub total_steps: u64,
     pub trials: Vec<TrialReport>,
@@ -49,7 +52,13 @@ pub struct TrialReport {
     pub worker: Option<String>,
     pub attempts: u32,
     pub error: Option<String>,
+    /// Trials whose rate moves by itself (hypergradient optimizers): [step, rate] along the
+    /// trace, at most `TRAJECTORY_POINTS` of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_trajectory: Option<Vec<(u64, f64)>>,
 }
+
+const TRAJECTORY_POINTS: usize = 100;
 
 #[derive(Debug, Serialize)]
 pub struct SubsetReport {
@@ -75,6 +84,7 @@ impl Report {
             suggested_max_lr: rec.as_ref().map(|r| r.suggested_max_lr),
             steep_lr: rec.as_ref().and_then(|r| r.steep_lr),
             valley_lr: rec.as_ref().and_then(|r| r.valley_lr),
+            hypergradient: rec.as_ref().and_then(|r| r.hypergradient),
             search: sweep.search_report(),
             rounds: sweep.current_round() + 1,
             total_steps: sweep.total_steps(),
@@ -98,6 +108,15 @@ impl Report {
                     worker: t.worker_name.clone(),
                     attempts: t.attempt,
                     error: t.error.clone(),
+                    lr_trajectory: t
+                        .trainer(&sweep.spec().trainer)
+                        .optimizer
+                        .hypergrad_lr()
+                        .map(|_| {
+                            let all: Vec<(u64, f64)> = t.lr_trajectory().collect();
+                            let every = all.len().div_ceil(TRAJECTORY_POINTS).max(1);
+                            all.into_iter().step_by(every).collect()
+                        }),
                 })
                 .collect(),
         }
@@ -169,6 +188,15 @@ impl Report {
             fmt(self.suggested_min_lr),
             fmt(self.suggested_max_lr)
         );
+        if let Some(hd) = &self.hypergradient {
+            let _ = writeln!(
+                out,
+                "hypergradient    {:.4e} -> {:.4e}{}",
+                hd.start_lr,
+                hd.final_lr,
+                if hd.diverged { " (diverged)" } else { "" }
+            );
+        }
         let _ = writeln!(out, "total_steps      {}", self.total_steps);
         out
     }

@@ -2,7 +2,7 @@
 //! next given the results so far, and what to recommend at the end. No I/O and no clock; the
 //! random search draws from its own seeded generator, so every decision can be replayed in a test.
 
-use lrsweep_proto::domain::ScheduleSpec;
+use lrsweep_proto::domain::{OptimizerSpec, ScheduleSpec};
 use serde::Serialize;
 
 use crate::range_test::{self, Analysis};
@@ -48,6 +48,8 @@ pub struct RoundPlan {
     pub replicates: u32,
     /// The schedule every trial of the round trains with; None keeps the trainer's own.
     pub schedule: Option<ScheduleSpec>,
+    /// The optimizer every trial of the round trains with; None keeps the trainer's own.
+    pub optimizer: Option<OptimizerSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -196,6 +198,42 @@ pub struct Recommendation {
     pub steep_lr: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valley_lr: Option<f64>,
+    /// The hypergradient stage (`search.hypergradient`), once it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypergradient: Option<HypergradientOutcome>,
+}
+
+/// Where a hypergradient optimizer took the rate when started from the best fixed rate.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct HypergradientOutcome {
+    pub start_lr: f64,
+    /// Mean over replicates of the rate at each run's last step.
+    pub final_lr: f64,
+    /// Mean smoothed final validation loss, when every replicate completed.
+    pub final_loss: Option<f64>,
+    pub diverged: bool,
+}
+
+impl HypergradientOutcome {
+    fn from_results(start_lr: f64, results: &[TrialResult]) -> HypergradientOutcome {
+        let finals: Vec<f64> = results
+            .iter()
+            .filter_map(|r| r.curve.last().map(|p| p.lr))
+            .collect();
+        let scores: Vec<f64> = results.iter().filter_map(|r| r.score).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        HypergradientOutcome {
+            start_lr,
+            final_lr: if finals.is_empty() {
+                start_lr
+            } else {
+                mean(&finals)
+            },
+            final_loss: (!scores.is_empty() && scores.len() == results.len())
+                .then(|| mean(&scores)),
+            diverged: results.iter().any(|r| r.diverged),
+        }
+    }
 }
 
 impl Recommendation {
@@ -208,6 +246,7 @@ impl Recommendation {
             suggested_max_lr: max_stable_lr,
             steep_lr: None,
             valley_lr: None,
+            hypergradient: None,
         }
     }
 }
@@ -338,6 +377,15 @@ pub struct CoarseToFine {
     finished: Vec<Vec<CandidateResult>>,
     /// Smallest rate that ever diverged: by monotone stability no larger rate is worth trying.
     min_diverged: Option<f64>,
+    hypergradient: HypergradientStage,
+}
+
+/// The optional last stage (`search.hypergradient`).
+#[derive(Clone, Copy, Debug)]
+enum HypergradientStage {
+    NotYet,
+    Running { start_lr: f64 },
+    Done(HypergradientOutcome),
 }
 
 impl CoarseToFine {
@@ -348,6 +396,7 @@ impl CoarseToFine {
             ratio: 10.0,
             finished: Vec::new(),
             min_diverged: None,
+            hypergradient: HypergradientStage::NotYet,
         }
     }
 
@@ -363,6 +412,7 @@ impl CoarseToFine {
             data_fraction: self.spec.round_fraction(round),
             replicates: self.search().replicates,
             schedule: None,
+            optimizer: None,
         }
     }
 
@@ -446,6 +496,30 @@ impl CoarseToFine {
     }
 }
 
+impl CoarseToFine {
+    /// After the search: the best rate once more at the last round's budget, with the
+    /// hypergradient optimizer starting from it, when the spec asks for that.
+    fn hypergradient_round(&mut self) -> Option<RoundPlan> {
+        let optimizer = self.search().hypergradient.clone()?;
+        if !matches!(self.hypergradient, HypergradientStage::NotYet) {
+            return None;
+        }
+        let start_lr = recommend(&self.finished)?.best_lr;
+        let last = self.search().rounds - 1;
+        self.round += 1;
+        self.hypergradient = HypergradientStage::Running { start_lr };
+        Some(RoundPlan {
+            round: self.round,
+            lrs: vec![start_lr],
+            steps: self.spec.round_steps(last),
+            data_fraction: self.spec.round_fraction(last),
+            replicates: self.search().replicates,
+            schedule: None,
+            optimizer: Some(optimizer),
+        })
+    }
+}
+
 impl Strategy for CoarseToFine {
     /// Round 0: one rate per decade.
     fn first_round(&mut self) -> RoundPlan {
@@ -454,11 +528,24 @@ impl Strategy for CoarseToFine {
     }
 
     fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
+        if let HypergradientStage::Running { start_lr } = self.hypergradient {
+            let outcome = HypergradientOutcome::from_results(start_lr, results);
+            self.hypergradient = HypergradientStage::Done(outcome);
+            return None;
+        }
         self.advance(&candidates(results))
+            .or_else(|| self.hypergradient_round())
     }
 
     fn recommendation(&self) -> Option<Recommendation> {
-        recommend(&self.finished)
+        let rec = recommend(&self.finished)?;
+        Some(Recommendation {
+            hypergradient: match self.hypergradient {
+                HypergradientStage::Done(outcome) => Some(outcome),
+                _ => None,
+            },
+            ..rec
+        })
     }
 
     fn report(&self) -> serde_json::Value {
@@ -508,6 +595,7 @@ impl SingleRound {
                 data_fraction: spec.round_fraction(last),
                 replicates: spec.search.replicates,
                 schedule: None,
+                optimizer: None,
             },
             results: Vec::new(),
         }
@@ -588,6 +676,7 @@ impl Strategy for RangeTest {
                 end_lr: s.max_lr,
                 ramp: s.ramp,
             }),
+            optimizer: None,
         }
     }
 
@@ -844,6 +933,66 @@ mod tests {
     }
 
     #[test]
+    fn the_hypergradient_stage_starts_from_the_best_rate_after_the_search() {
+        let hd = OptimizerSpec::SgdHd {
+            hypergrad_lr: 1e-3,
+            weight_decay: 0.0,
+        };
+        let spec = spec_with(|s| {
+            s.search.rounds = 2;
+            s.search.steps = vec![100, 400];
+            s.search.data_fraction = vec![0.5, 1.0];
+            s.search.hypergradient = Some(hd.clone());
+        });
+        let mut search = CoarseToFine::new(&spec);
+        let plan = Strategy::first_round(&mut search);
+        let refine = search.advance(&synthetic(&plan.lrs, 0.03, 1.0)).unwrap();
+        let results: Vec<TrialResult> = synthetic(&refine.lrs, 0.03, 1.0)
+            .into_iter()
+            .map(|c| TrialResult {
+                lr: c.lr,
+                replicate: 0,
+                status: TrialStatus::Completed,
+                diverged: false,
+                score: c.score,
+                curve: Vec::new(),
+            })
+            .collect();
+        let stage = Strategy::next_round(&mut search, &results).expect("the stage");
+        let best = search.recommendation().unwrap().best_lr;
+        assert_eq!(stage.lrs, vec![best]);
+        assert_eq!(stage.optimizer, Some(hd));
+        assert_eq!((stage.steps, stage.data_fraction), (400, 1.0));
+        assert!(search.recommendation().unwrap().hypergradient.is_none());
+        let run = |replicate: u32, last_lr: f64| TrialResult {
+            lr: best,
+            replicate,
+            status: TrialStatus::Completed,
+            diverged: false,
+            score: Some(0.5),
+            curve: vec![
+                CurvePoint {
+                    step: 1,
+                    lr: best,
+                    smoothed: 1.0,
+                },
+                CurvePoint {
+                    step: 400,
+                    lr: last_lr,
+                    smoothed: 0.5,
+                },
+            ],
+        };
+        assert!(Strategy::next_round(&mut search, &[run(0, 0.1), run(1, 0.3)]).is_none());
+        let outcome = search.recommendation().unwrap().hypergradient.unwrap();
+        assert_eq!(outcome.start_lr, best);
+        assert!((outcome.final_lr - 0.2).abs() < 1e-12);
+        assert_eq!(outcome.final_loss, Some(0.5));
+        // The stage does not change the fixed-rate recommendation.
+        assert_eq!(search.recommendation().unwrap().best_lr, best);
+    }
+
+    #[test]
     fn stops_when_nothing_is_left_below_a_divergence() {
         let mut search = CoarseToFine::new(&SweepSpec::default());
         search.first_round();
@@ -1074,6 +1223,7 @@ mod tests {
                     end_lr: 10.0,
                     ramp: Ramp::Exponential
                 }),
+                optimizer: None,
             }
         );
         assert!(!range.uses_rungs());

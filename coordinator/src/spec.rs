@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lrsweep_proto::domain::{Ramp, TrainerConfig};
+use lrsweep_proto::domain::{OptimizerSpec, Ramp, TrainerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
@@ -70,6 +70,10 @@ pub struct SearchSpec {
     pub random_trials: u32,
     /// Random search: seed of the draws, so a spec always plans the same rates.
     pub seed: u64,
+    /// A final stage after coarse-to-fine: train the best rate once more at the full budget
+    /// with this hypergradient optimizer (sgd-hd, sgdn-hd, adam-hd), starting from that rate,
+    /// and report where the rate adapted to.
+    pub hypergradient: Option<OptimizerSpec>,
 }
 
 impl Default for SearchSpec {
@@ -91,6 +95,7 @@ impl Default for SearchSpec {
             refine: false,
             random_trials: 16,
             seed: 0,
+            hypergradient: None,
         }
     }
 }
@@ -212,6 +217,28 @@ impl SweepSpec {
             "search.random_trials",
             "must be at least 1",
         )?;
+
+        if let Some(hd) = &s.hypergradient {
+            check(
+                hd.hypergrad_lr().is_some(),
+                "search.hypergradient",
+                "must be a hypergradient optimizer: sgd-hd, sgdn-hd or adam-hd",
+            )?;
+            check(
+                s.strategy == Strategy::CoarseToFine || (s.strategy == Strategy::RangeTest && s.refine),
+                "search.hypergradient",
+                "follows a coarse-to-fine search (strategy coarse-to-fine, or range-test with refine)",
+            )?;
+            let staged = TrainerConfig {
+                optimizer: hd.clone(),
+                schedule: Default::default(),
+                ..self.trainer.clone()
+            };
+            staged.validate().map_err(|(field, reason)| {
+                let field = field.trim_start_matches("optimizer.");
+                CoordinatorError::spec(format!("search.hypergradient.{field}"), reason)
+            })?;
+        }
 
         let p = &self.pruning;
         check(
@@ -466,6 +493,18 @@ mod tests {
                 "search.refine",
             ),
             ("strategy = \"bayesian\"", "search.strategy"),
+            (
+                "hypergradient = { kind = \"sgd\" }",
+                "search.hypergradient",
+            ),
+            (
+                "strategy = \"grid\"\nhypergradient = { kind = \"sgd-hd\" }",
+                "search.hypergradient",
+            ),
+            (
+                "hypergradient = { kind = \"sgd-hd\", hypergrad_lr = -1.0 }",
+                "search.hypergradient.hypergrad_lr",
+            ),
             ("ramp = \"cubic\"", "search.ramp"),
             ("refine = \"yes\"", "search.refine"),
             ("seed = -1", "search.seed"),

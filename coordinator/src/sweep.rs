@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use lrsweep_proto::domain::{
-    ScheduleSpec, StopKind, Subset, TracePoint, TrainerConfig, TrialAssignment, TrialId,
+    OptimizerSpec, ScheduleSpec, StopKind, Subset, TracePoint, TrainerConfig, TrialAssignment,
+    TrialId,
 };
 use tracing::{info, warn};
 
@@ -44,6 +45,8 @@ pub struct Trial {
     pub budget: u64,
     /// Overrides the trainer's schedule (the range test's ramp).
     pub schedule: Option<ScheduleSpec>,
+    /// Overrides the trainer's optimizer (the hypergradient stage).
+    pub optimizer: Option<OptimizerSpec>,
     pub status: TrialStatus,
     pub prune_reason: Option<PruneReason>,
     pub attempt: u32,
@@ -86,6 +89,27 @@ impl Trial {
             },
             curve: self.curve.clone(),
         }
+    }
+
+    /// The trainer this trial runs: the spec's, with the round's schedule and optimizer.
+    pub fn trainer(&self, spec: &TrainerConfig) -> TrainerConfig {
+        TrainerConfig {
+            schedule: self
+                .schedule
+                .clone()
+                .unwrap_or_else(|| spec.schedule.clone()),
+            optimizer: self
+                .optimizer
+                .clone()
+                .unwrap_or_else(|| spec.optimizer.clone()),
+            ..spec.clone()
+        }
+    }
+
+    /// (step, rate actually used) along the current attempt's trace: how an adaptive optimizer
+    /// or a schedule moved the rate.
+    pub fn lr_trajectory(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
+        self.curve.iter().map(|p| (p.step, p.lr))
     }
 
     /// Forgets the current attempt's trace: the next attempt starts from scratch.
@@ -234,6 +258,7 @@ impl Sweep {
                     },
                     budget: plan.steps,
                     schedule: plan.schedule.clone(),
+                    optimizer: plan.optimizer.clone(),
                     status: TrialStatus::Queued,
                     prune_reason: None,
                     attempt: 0,
@@ -415,13 +440,7 @@ impl Sweep {
                     steps: trial.budget,
                     eval_every: self.spec.search.eval_every,
                     subset: trial.subset,
-                    trainer: match &trial.schedule {
-                        Some(schedule) => TrainerConfig {
-                            schedule: schedule.clone(),
-                            ..self.spec.trainer.clone()
-                        },
-                        None => self.spec.trainer.clone(),
-                    },
+                    trainer: trial.trainer(&self.spec.trainer),
                 }),
             });
         }
