@@ -112,6 +112,36 @@ impl Trial {
         self.curve.iter().map(|p| (p.step, p.lr))
     }
 
+    /// Feeds points (in step order) to the trial's monitor, curve and, when given, the round's
+    /// rung table; stops at the first verdict. Rungs are judged on validation loss, what the
+    /// search ranks by: a large rate may fit its training batches fast and generalise worse.
+    fn judge(
+        &mut self,
+        points: &[TracePoint],
+        mut rungs: Option<&mut RungBoard>,
+    ) -> Option<PruneReason> {
+        for p in points {
+            let verdict = self.monitor.observe(p);
+            if verdict.is_some() {
+                return verdict;
+            }
+            if let Some(smoothed) = self.monitor.smoothed() {
+                self.curve.push(CurvePoint {
+                    step: p.step,
+                    lr: p.lr,
+                    smoothed,
+                });
+            }
+            if let (Some(rungs), Some(val_loss)) = (rungs.as_deref_mut(), p.val_loss) {
+                let verdict = rungs.observe(self.id, self.subset.replicate, p.step, val_loss);
+                if verdict.is_some() {
+                    return verdict;
+                }
+            }
+        }
+        None
+    }
+
     /// Forgets the current attempt's trace: the next attempt starts from scratch.
     fn reset_trace(&mut self, pruning: &crate::spec::PruningSpec) {
         self.steps = 0;
@@ -515,29 +545,8 @@ impl Sweep {
         if trial.status != TrialStatus::Running {
             return Ok((Vec::new(), points));
         }
-        let mut verdict = None;
-        for p in points {
-            verdict = trial.monitor.observe(p);
-            let smoothed = trial.monitor.smoothed();
-            if let (None, Some(smoothed)) = (verdict, smoothed) {
-                trial.curve.push(CurvePoint {
-                    step: p.step,
-                    lr: p.lr,
-                    smoothed,
-                });
-                if self.round.uses_rungs {
-                    verdict = self.round.rungs.observe(
-                        trial_id,
-                        trial.subset.replicate,
-                        p.step,
-                        smoothed,
-                    );
-                }
-            }
-            if verdict.is_some() {
-                break;
-            }
-        }
+        let rungs = self.round.uses_rungs.then_some(&mut self.round.rungs);
+        let verdict = trial.judge(points, rungs);
         let mut commands = Vec::new();
         if let Some(reason) = verdict {
             commands.extend(self.stop(trial_id, TrialStatus::Pruned, StopKind::Prune, reason));
@@ -769,22 +778,10 @@ impl Sweep {
         trial.steps_run = record.steps_run;
         trial.worker_name = record.worker_name;
         trial.error = record.error;
-        for p in &record.points {
-            trial.steps = p.step;
-            let verdict = trial.monitor.observe(p);
-            if let (None, Some(smoothed)) = (verdict, trial.monitor.smoothed()) {
-                trial.curve.push(CurvePoint {
-                    step: p.step,
-                    lr: p.lr,
-                    smoothed,
-                });
-                if uses_rungs {
-                    self.round
-                        .rungs
-                        .observe(id, trial.subset.replicate, p.step, smoothed);
-                }
-            }
-        }
+        // Replayed for the monitor, the curve and the rung table; the verdicts were taken then.
+        trial.steps = record.points.last().map_or(0, |p| p.step);
+        let rungs = uses_rungs.then_some(&mut self.round.rungs);
+        trial.judge(&record.points, rungs);
         if trial.status != TrialStatus::Queued {
             self.queue.retain(|&q| q != id);
         }

@@ -15,6 +15,8 @@ use crate::session::{run, WorkerConfig};
     about = "Trains the trials an lrsweep coordinator assigns and streams their loss traces back"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Coordinator URL.
     #[arg(
         long,
@@ -40,6 +42,13 @@ pub struct Args {
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Train one trial at --lr on the spec's [trainer] table, without a coordinator, printing
+    /// one JSON line per evaluated step and a final `done` line (worker/src/one_trial.rs).
+    Train(crate::one_trial::TrainArgs),
 }
 
 impl Args {
@@ -71,7 +80,10 @@ fn hostname() -> String {
 
 /// The whole binary: exit 0 when the coordinator ends the sweep or on Ctrl-C/SIGTERM.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::Train(train)) = args.command.take() {
+        return crate::one_trial::main(train);
+    }
     init_logging(args.log_format);
     let config = args.into_config();
     match block_on(run(config)) {

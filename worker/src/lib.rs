@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod error;
+pub mod one_trial;
 pub mod session;
 pub mod trainer;
 pub mod trials;

@@ -273,11 +273,9 @@ fn activate(activation: Activation, z: &mut Array2<f64>) {
 /// Multiplies `delta` by the activation's derivative, written in terms of its output `a`.
 fn activation_grad(activation: Activation, delta: &mut Array2<f64>, a: &Array2<f64>) {
     match activation {
-        Activation::Relu => {
-            Zip::from(delta)
-                .and(a)
-                .for_each(|d, &a| *d = if a <= 0.0 { 0.0 } else { *d })
-        }
+        Activation::Relu => Zip::from(delta)
+            .and(a)
+            .for_each(|d, &a| *d = if a <= 0.0 { 0.0 } else { *d }),
         Activation::Tanh => Zip::from(delta).and(a).for_each(|d, &a| *d *= 1.0 - a * a),
     }
 }

@@ -1,0 +1,465 @@
+//! `lrsweep-worker train`: one trial at a given rate, outside any sweep, for tools that drive the
+//! trainer themselves (an Optuna objective, a script). It reads the `[trainer]` table of a spec
+//! file (every other table is ignored, so any sweep spec works), trains on the whole training
+//! split (subset fraction 1, replicate 0 of 1: the same data, initialisation and minibatch order
+//! as every other rate with that trainer seed) and prints one JSON line to stdout per step that
+//! carries a validation loss:
+//!
+//! ```text
+//! {"step":25,"train_loss":1.93,"lr":0.1,"val_loss":1.88}
+//! ...
+//! {"done":true,"steps":1000,"final_val_loss":0.21,"stopped":false,"diverged":false}
+//! ```
+//!
+//! A step whose training loss is not finite is printed too (with `val_loss` null unless it was
+//! an evaluation step) and ends the trial: nothing after a NaN is worth training, and
+//! `diverged` says so. Non-finite numbers print as null. The trial also ends early, with
+//! `stopped`, on SIGTERM or Ctrl-C (checked before every step) and when stdout is closed (the
+//! reader is gone: nothing more is printed). The last line always has `done`; `final_val_loss`
+//! is the last validation loss measured (null if none, or if it was not finite).
+//!
+//! Exit status: 0 when the trial ran, stopped or diverged; 2 for an unreadable or invalid spec;
+//! 1 for a trainer error (e.g. a dataset that cannot be read).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lrsweep_proto::domain::{Subset, TracePoint, TrainerConfig, TrialAssignment};
+
+use crate::trainer::{run_trial, PreparedData};
+
+/// Budget when neither `--steps` nor the spec's `[search].steps` gives one.
+pub const DEFAULT_STEPS: u64 = 1000;
+/// Evaluation interval when neither `--eval-every` nor `[search].eval_every` gives one.
+pub const DEFAULT_EVAL_EVERY: u64 = 25;
+
+/// `lrsweep-worker train`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Spec file (TOML); only its `[trainer]` table, `[search].steps` and
+    /// `[search].eval_every` are read.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Learning rate of the trial.
+    #[arg(long)]
+    pub lr: f64,
+    /// Step budget (default: the last entry of `[search].steps`, else 1000).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Trainer seed, overriding `[trainer].seed`: validation split, initialisation, batches.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Validation loss every this many steps and after the last (default:
+    /// `[search].eval_every`, else 25).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+}
+
+/// What one trial trains: the trainer, its budget and its evaluation interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneTrial {
+    pub trainer: TrainerConfig,
+    pub steps: u64,
+    pub eval_every: u64,
+}
+
+impl OneTrial {
+    /// Reads the trial from a spec's text. `steps`, `seed` and `eval_every` override the spec.
+    pub fn from_spec_text(
+        text: &str,
+        steps: Option<u64>,
+        seed: Option<u64>,
+        eval_every: Option<u64>,
+    ) -> Result<OneTrial, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let mut trainer: TrainerConfig = match table.get("trainer") {
+            Some(value) => value
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("[trainer]: {}", e.message().trim()))?,
+            None => TrainerConfig::default(),
+        };
+        if let Some(seed) = seed {
+            trainer.seed = seed;
+        }
+        trainer
+            .validate()
+            .map_err(|(field, why)| format!("trainer.{field}: {why}"))?;
+        let search = table.get("search");
+        let spec_steps = match search.and_then(|s| s.get("steps")) {
+            None => None,
+            Some(v) => Some(
+                v.as_array()
+                    .and_then(|a| a.last())
+                    .and_then(toml::Value::as_integer)
+                    .ok_or("search.steps: expected a non-empty list of integers")?,
+            ),
+        };
+        let spec_eval = match search.and_then(|s| s.get("eval_every")) {
+            None => None,
+            Some(v) => Some(
+                v.as_integer()
+                    .ok_or("search.eval_every: expected an integer")?,
+            ),
+        };
+        let positive = |v: i64, field: &str| -> Result<u64, String> {
+            u64::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or(format!("{field}: must be at least 1"))
+        };
+        let steps = match (steps, spec_steps) {
+            (Some(s), _) => positive(s.try_into().unwrap_or(-1), "--steps")?,
+            (None, Some(s)) => positive(s, "search.steps")?,
+            (None, None) => DEFAULT_STEPS,
+        };
+        let eval_every = match (eval_every, spec_eval) {
+            (Some(e), _) => positive(e.try_into().unwrap_or(-1), "--eval-every")?,
+            (None, Some(e)) => positive(e, "search.eval_every")?,
+            (None, None) => DEFAULT_EVAL_EVERY,
+        };
+        Ok(OneTrial {
+            trainer,
+            steps,
+            eval_every,
+        })
+    }
+
+    /// Reads the trial from a spec file; see [`OneTrial::from_spec_text`].
+    pub fn load(
+        path: &Path,
+        steps: Option<u64>,
+        seed: Option<u64>,
+        eval_every: Option<u64>,
+    ) -> Result<OneTrial, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
+        OneTrial::from_spec_text(&text, steps, seed, eval_every)
+            .map_err(|e| format!("spec {}: {e}", path.display()))
+    }
+
+    /// The assignment a sweep would send for this trial at `lr`, on the whole training split.
+    pub fn assignment(&self, lr: f64) -> TrialAssignment {
+        TrialAssignment {
+            trial_id: 0,
+            attempt: 1,
+            lr,
+            steps: self.steps,
+            eval_every: self.eval_every,
+            subset: Subset {
+                fraction: 1.0,
+                replicate: 0,
+                replicates: 1,
+            },
+            trainer: self.trainer.clone(),
+        }
+    }
+}
+
+/// How [`run`] ended; the content of the final `done` line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    pub steps: u64,
+    /// Last validation loss measured (may be non-finite); None if none was.
+    pub final_val_loss: Option<f64>,
+    /// Ended early by `should_stop` or by a closed output.
+    pub stopped: bool,
+    /// Ended by a non-finite training or validation loss.
+    pub diverged: bool,
+    /// The output could not be written (the reader went away).
+    pub output_closed: bool,
+}
+
+impl Outcome {
+    pub fn done_line(&self) -> String {
+        serde_json::json!({
+            "done": true,
+            "steps": self.steps,
+            "final_val_loss": self.final_val_loss,
+            "stopped": self.stopped,
+            "diverged": self.diverged,
+        })
+        .to_string()
+    }
+}
+
+/// One step's line: `{"step", "train_loss", "lr", "val_loss"}`, non-finite numbers as null.
+pub fn point_line(point: &TracePoint) -> String {
+    serde_json::json!({
+        "step": point.step,
+        "train_loss": point.train_loss,
+        "lr": point.lr,
+        "val_loss": point.val_loss,
+    })
+    .to_string()
+}
+
+/// Trains `trial` at `lr` on `data`, writing a line to `out` (flushed) for every step with a
+/// validation loss or a non-finite training loss, then the `done` line. Stops before a step
+/// when `should_stop()` says so, after the first non-finite loss, and as soon as `out` fails.
+pub fn run(
+    trial: &OneTrial,
+    lr: f64,
+    data: Arc<PreparedData>,
+    should_stop: &dyn Fn() -> bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, crate::WorkerError> {
+    let assignment = trial.assignment(lr);
+    let diverged = AtomicBool::new(false);
+    let closed = AtomicBool::new(false);
+    let mut last_val = None;
+    let mut last_step = 0;
+    let run = run_trial(
+        &assignment,
+        data,
+        &|| should_stop() || diverged.load(Ordering::Relaxed) || closed.load(Ordering::Relaxed),
+        &mut |point| {
+            last_step = point.step;
+            let bad =
+                !point.train_loss.is_finite() || point.val_loss.is_some_and(|v| !v.is_finite());
+            if let Some(v) = point.val_loss {
+                last_val = Some(v);
+            }
+            if bad {
+                diverged.store(true, Ordering::Relaxed);
+            }
+            if (bad || point.val_loss.is_some()) && write_line(out, &point_line(&point)).is_err() {
+                closed.store(true, Ordering::Relaxed);
+            }
+        },
+    )?;
+    let diverged = diverged.into_inner();
+    let output_closed = closed.into_inner();
+    let outcome = Outcome {
+        steps: run.steps.max(last_step),
+        final_val_loss: last_val,
+        stopped: run.stopped && !diverged,
+        diverged,
+        output_closed,
+    };
+    if !output_closed {
+        // A reader that left after the last step is no error either.
+        let _ = write_line(out, &outcome.done_line());
+    }
+    Ok(outcome)
+}
+
+fn write_line(out: &mut dyn Write, line: &str) -> std::io::Result<()> {
+    out.write_all(line.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Sets the returned flag on SIGTERM or Ctrl-C. The handlers are installed before it returns.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(runtime) = runtime {
+            let signals = {
+                let _entered = runtime.enter();
+                signal(SignalKind::terminate())
+                    .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+            };
+            if let Ok((mut term, mut int)) = signals {
+                let set = flag.clone();
+                std::thread::spawn(move || {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = int.recv() => {}
+                        }
+                    });
+                    set.store(true, Ordering::Relaxed);
+                });
+            }
+        }
+    }
+    flag
+}
+
+/// The `train` subcommand.
+pub fn main(args: TrainArgs) -> ExitCode {
+    if !(args.lr.is_finite() && args.lr >= 0.0) {
+        eprintln!("error: --lr {} must be finite and non-negative", args.lr);
+        return ExitCode::from(2);
+    }
+    let trial = match OneTrial::load(&args.spec, args.steps, args.seed, args.eval_every) {
+        Ok(trial) => trial,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = stop_on_signal();
+    let data = match PreparedData::prepare(&trial.trainer) {
+        Ok(data) => Arc::new(data),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(
+        &trial,
+        args.lr,
+        data,
+        &|| stop.load(Ordering::Relaxed),
+        &mut out,
+    ) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lrsweep_proto::domain::ModelSpec;
+
+    const SPEC: &str = r#"
+        [search]
+        strategy = "grid"
+        steps = [20, 60]
+        eval_every = 20
+
+        [pruning]
+        rule = "none"
+
+        [trainer]
+        model = { kind = "softmax" }
+        batch_size = 16
+        seed = 4
+    "#;
+
+    fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn reads_trainer_and_budget_from_the_spec() {
+        let trial = OneTrial::from_spec_text(SPEC, None, None, None).unwrap();
+        assert_eq!(trial.steps, 60);
+        assert_eq!(trial.eval_every, 20);
+        assert_eq!(trial.trainer.batch_size, 16);
+        assert_eq!(trial.trainer.seed, 4);
+        assert_eq!(trial.trainer.model, ModelSpec::Softmax { intercept: true });
+
+        let trial = OneTrial::from_spec_text(SPEC, Some(7), Some(9), Some(3)).unwrap();
+        assert_eq!(
+            (trial.steps, trial.trainer.seed, trial.eval_every),
+            (7, 9, 3)
+        );
+
+        let bare = OneTrial::from_spec_text("", None, None, None).unwrap();
+        assert_eq!(bare.steps, DEFAULT_STEPS);
+        assert_eq!(bare.eval_every, DEFAULT_EVAL_EVERY);
+        assert_eq!(bare.trainer, TrainerConfig::default());
+    }
+
+    #[test]
+    fn rejects_bad_specs_by_field() {
+        let err = |text: &str| OneTrial::from_spec_text(text, None, None, None).unwrap_err();
+        assert!(err("[trainer]\nbatch_size = 0").contains("trainer.batch_size"));
+        assert!(err("[trainer]\nbatchsize = 3").contains("batchsize"));
+        assert!(err("[search]\nsteps = []").contains("search.steps"));
+        assert!(err("[search]\nsteps = [0]").contains("search.steps"));
+        assert!(err("[search]\neval_every = 0").contains("search.eval_every"));
+        assert!(OneTrial::from_spec_text("", Some(0), None, None).is_err());
+        assert!(!err("[search").is_empty());
+    }
+
+    #[test]
+    fn prints_evaluated_steps_then_done() {
+        let trial = OneTrial::from_spec_text(SPEC, None, None, None).unwrap();
+        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let mut out = Vec::new();
+        let outcome = run(&trial, 0.1, data, &|| false, &mut out).unwrap();
+        let lines = lines(&out);
+        let steps: Vec<u64> = lines[..3]
+            .iter()
+            .map(|l| l["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [20, 40, 60]);
+        assert!(lines[..3].iter().all(|l| l["val_loss"].as_f64().is_some()
+            && l["train_loss"].as_f64().is_some()
+            && l["lr"] == 0.1));
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3]["done"], true);
+        assert_eq!(lines[3]["steps"], 60);
+        assert_eq!(lines[3]["final_val_loss"], lines[2]["val_loss"]);
+        assert_eq!((outcome.stopped, outcome.diverged), (false, false));
+    }
+
+    #[test]
+    fn diverging_rates_end_at_the_first_non_finite_loss() {
+        // Full-batch least squares with λ_max = 1 diverges above rate 2, without bound.
+        let spec = "[trainer]\n\
+            dataset = { kind = \"synthetic-least-squares\", n = 100, d = 5, condition_number = 10.0 }\n\
+            model = { kind = \"linear\", intercept = false }\n\
+            full_batch = true\nstandardize = false\n";
+        let trial = OneTrial::from_spec_text(spec, Some(5000), None, Some(100)).unwrap();
+        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let mut out = Vec::new();
+        let outcome = run(&trial, 10.0, data, &|| false, &mut out).unwrap();
+        assert!(outcome.diverged && outcome.steps < 5000, "{outcome:?}");
+        let lines = lines(&out);
+        let done = lines.last().unwrap();
+        assert_eq!(done["diverged"], true);
+        assert_eq!(done["steps"], outcome.steps);
+        let last_point = &lines[lines.len() - 2];
+        assert_eq!(last_point["step"], outcome.steps);
+        assert!(last_point["train_loss"].is_null() || last_point["val_loss"].is_null());
+    }
+
+    #[test]
+    fn stops_on_request_and_on_a_closed_output() {
+        let trial = OneTrial::from_spec_text(SPEC, Some(1000), None, Some(10)).unwrap();
+        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let asked = std::cell::Cell::new(0);
+        let mut out = Vec::new();
+        let outcome = run(
+            &trial,
+            0.1,
+            data.clone(),
+            &|| {
+                asked.set(asked.get() + 1);
+                asked.get() > 25
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!((outcome.steps, outcome.stopped), (25, true));
+        let lines = lines(&out);
+        assert_eq!(lines.last().unwrap()["stopped"], true);
+        assert_eq!(lines.len(), 3);
+
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let outcome = run(&trial, 0.1, data, &|| false, &mut Closed).unwrap();
+        assert!(outcome.output_closed && outcome.stopped, "{outcome:?}");
+        assert_eq!(outcome.steps, 10);
+    }
+}
