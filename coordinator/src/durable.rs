@@ -152,6 +152,7 @@ fn record(store: &Store, row: TrialRow) -> Result<TrialRecord, CoordinatorError>
         steps_run: row.steps_run,
         worker_name: row.worker,
         error: row.error,
+        settled_loss: row.final_loss,
         points,
     })
 }

@@ -129,7 +129,9 @@ impl Hub {
     /// Stop taking work: nothing more is dispatched and every worker is told to exit.
     pub fn interrupt(&self, reason: &str) {
         let mut st = self.lock();
-        st.sweep.finish_early();
+        let State { sweep, durable, .. } = &mut *st;
+        sweep.finish_early();
+        durable.sync(sweep, &[]);
         self.send_shutdown(&mut st, reason);
     }
 

@@ -62,6 +62,9 @@ pub struct Trial {
     monitor: TraceMonitor,
     /// (step, lr, smoothed loss) of the current attempt, for strategies that read the curve.
     curve: Vec<CurvePoint>,
+    /// The last smoothed training loss when the trial was stopped or failed: points that arrive
+    /// after a stop order count as work but are not judged, so they must not move it.
+    settled_loss: Option<f64>,
 }
 
 impl Trial {
@@ -69,7 +72,8 @@ impl Trial {
     pub fn final_loss(&self) -> Option<f64> {
         match self.status {
             TrialStatus::Completed => self.monitor.final_score(),
-            _ => self.monitor.smoothed(),
+            TrialStatus::Queued | TrialStatus::Running => self.monitor.smoothed(),
+            TrialStatus::Pruned | TrialStatus::Cancelled | TrialStatus::Failed => self.settled_loss,
         }
     }
 
@@ -113,33 +117,38 @@ impl Trial {
     }
 
     /// Feeds points (in step order) to the trial's monitor, curve and, when given, the round's
-    /// rung table; stops at the first verdict. Rungs are judged on validation loss, what the
-    /// search ranks by: a large rate may fit its training batches fast and generalise worse.
+    /// rung table; stops at the first verdict.
     fn judge(
         &mut self,
         points: &[TracePoint],
         mut rungs: Option<&mut RungBoard>,
     ) -> Option<PruneReason> {
-        for p in points {
-            let verdict = self.monitor.observe(p);
-            if verdict.is_some() {
-                return verdict;
-            }
-            if let Some(smoothed) = self.monitor.smoothed() {
-                self.curve.push(CurvePoint {
-                    step: p.step,
-                    lr: p.lr,
-                    smoothed,
-                });
-            }
-            if let (Some(rungs), Some(val_loss)) = (rungs.as_deref_mut(), p.val_loss) {
-                let verdict = rungs.observe(self.id, self.subset.replicate, p.step, val_loss);
-                if verdict.is_some() {
-                    return verdict;
-                }
-            }
+        points
+            .iter()
+            .find_map(|p| self.observe(p, rungs.as_deref_mut()))
+    }
+
+    /// One point into the monitor, the curve and the rung table. Rungs are judged on validation
+    /// loss, what the search ranks by: a large rate may fit its training batches fast and
+    /// generalise worse.
+    fn observe(&mut self, p: &TracePoint, rungs: Option<&mut RungBoard>) -> Option<PruneReason> {
+        let verdict = self.monitor.observe(p);
+        if verdict.is_some() {
+            return verdict;
         }
-        None
+        if let Some(smoothed) = self.monitor.smoothed() {
+            self.curve.push(CurvePoint {
+                step: p.step,
+                lr: p.lr,
+                smoothed,
+            });
+        }
+        match (rungs, p.val_loss) {
+            (Some(rungs), Some(val_loss)) => {
+                rungs.observe(self.id, self.subset.replicate, p.step, val_loss)
+            }
+            _ => None,
+        }
     }
 
     /// Forgets the current attempt's trace: the next attempt starts from scratch.
@@ -163,6 +172,8 @@ pub struct TrialRecord {
     pub steps_run: u64,
     pub worker_name: Option<String>,
     pub error: Option<String>,
+    /// `Trial::final_loss` as stored, for trials that ended without completing.
+    pub settled_loss: Option<f64>,
     pub points: Vec<TracePoint>,
 }
 
@@ -299,6 +310,7 @@ impl Sweep {
                     error: None,
                     monitor: TraceMonitor::new(&self.spec.pruning),
                     curve: Vec::new(),
+                    settled_loss: None,
                 });
                 self.queue.push_back(id);
                 self.changed.insert(id);
@@ -386,6 +398,8 @@ impl Sweep {
         for trial_id in lost {
             self.retry_or_fail(trial_id, &format!("worker {id} came back without it"));
         }
+        // A trial that used up its attempts may have been the round's last.
+        self.next_round_if_over();
         kept
     }
 
@@ -400,6 +414,7 @@ impl Sweep {
         trial.error = Some(error.to_string());
         if trial.attempt >= self.max_attempts {
             trial.status = TrialStatus::Failed;
+            trial.settled_loss = trial.monitor.smoothed();
             warn!(
                 event = "trial_failed",
                 round = trial.round,
@@ -630,6 +645,7 @@ impl Sweep {
         let trial = &mut self.trials[trial_id as usize];
         let was = trial.status;
         trial.status = status;
+        trial.settled_loss = trial.monitor.smoothed();
         trial.prune_reason = Some(reason);
         info!(
             event = if status == TrialStatus::Pruned {
@@ -778,10 +794,13 @@ impl Sweep {
         trial.steps_run = record.steps_run;
         trial.worker_name = record.worker_name;
         trial.error = record.error;
+        trial.settled_loss = record.settled_loss;
         // Replayed for the monitor, the curve and the rung table; the verdicts were taken then.
         trial.steps = record.points.last().map_or(0, |p| p.step);
-        let rungs = uses_rungs.then_some(&mut self.round.rungs);
-        trial.judge(&record.points, rungs);
+        for p in &record.points {
+            let rungs = uses_rungs.then_some(&mut self.round.rungs);
+            trial.observe(p, rungs);
+        }
         if trial.status != TrialStatus::Queued {
             self.queue.retain(|&q| q != id);
         }
@@ -789,6 +808,11 @@ impl Sweep {
 
     /// Trials that were running when the coordinator died lost their worker with it.
     fn requeue_interrupted(mut self) -> Sweep {
+        self.requeue_running();
+        self
+    }
+
+    fn requeue_running(&mut self) {
         let running: Vec<TrialId> = self
             .trials
             .iter()
@@ -796,13 +820,13 @@ impl Sweep {
             .map(|t| t.id)
             .collect();
         for id in running.into_iter().rev() {
+            self.release(id);
             let trial = &mut self.trials[id as usize];
             trial.status = TrialStatus::Queued;
             trial.reset_trace(&self.spec.pruning);
             self.queue.push_front(id);
             self.changed.insert(id);
         }
-        self
     }
 
     /// One result per trial of the current round.
@@ -820,10 +844,13 @@ impl Sweep {
     }
 
     /// Shutdown: nothing more is handed out; queued trials stay queued in the report.
+    /// Running trials are handed back: they go back to the queue, to be run again when the
+    /// sweep resumes.
     pub fn finish_early(&mut self) {
         if !self.finished {
             self.finished = true;
             self.interrupted = true;
+            self.requeue_running();
         }
     }
 

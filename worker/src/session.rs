@@ -230,10 +230,12 @@ impl Worker {
                         Some(Down::Assign(wire)) => self.assign(wire),
                         Some(Down::Stop(stop)) => {
                             info!(event = "stop_received", trial = stop.trial_id, reason = %stop.reason);
-                            self.trials.stop(stop.trial_id);
+                            self.trials.stop(stop.trial_id, stop.attempt);
                         }
                         Some(Down::Shutdown(s)) => {
                             info!(event = "shutdown_received", reason = %s.reason);
+                            // Whatever still trains is of no use to anyone now.
+                            self.trials.stop_all();
                             self.hang_up(inbound).await;
                             return Ok(SessionEnd::Over);
                         }

@@ -102,9 +102,14 @@ impl Trials {
         state
     }
 
-    pub fn stop(&self, trial_id: TrialId) {
-        if let Some(state) = lock(&self.states).remove(&trial_id) {
-            state.stop.store(true, Ordering::Relaxed);
+    /// Stops and forgets `attempt` of a trial; a newer attempt of it on this worker (handed back
+    /// after a reconnect) is left alone.
+    pub fn stop(&self, trial_id: TrialId, attempt: u32) {
+        let mut states = lock(&self.states);
+        if states.get(&trial_id).is_some_and(|s| s.attempt == attempt) {
+            if let Some(state) = states.remove(&trial_id) {
+                state.stop.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -296,7 +301,7 @@ pub fn settle(
             error: error.clone(),
         }),
         TrialEnd::Stopped => {
-            trials.stop(trial_id);
+            trials.stop(trial_id, attempt);
             return;
         }
     };
