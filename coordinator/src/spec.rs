@@ -217,6 +217,27 @@ impl SweepSpec {
             "search.random_trials",
             "must be at least 1",
         )?;
+        // Every planned trial is held in memory: refuse sizes no sweep needs before they
+        // exhaust it.
+        for (value, field) in [
+            (s.rounds, "search.rounds"),
+            (s.candidates_per_round, "search.candidates_per_round"),
+            (s.replicates, "search.replicates"),
+            (s.shards, "search.shards"),
+        ] {
+            check(value <= 1_000, field, "must be at most 1000")?;
+        }
+        check(
+            s.random_trials <= MAX_RATES,
+            "search.random_trials",
+            "must be at most 100000",
+        )?;
+        let grid_rates = (s.max_lr / s.min_lr).ln() / s.resolution.ln();
+        check(
+            s.strategy != Strategy::Grid || grid_rates <= f64::from(MAX_RATES),
+            "search.resolution",
+            "is so fine that the grid would plan more than 100000 rates",
+        )?;
 
         if let Some(hd) = &s.hypergradient {
             check(
@@ -275,6 +296,9 @@ fn per_round<T>(list: &[T], round: u32) -> &T {
         .or(list.last())
         .expect("a validated spec has at least one entry per list")
 }
+
+/// The most rates one round may plan.
+const MAX_RATES: u32 = 100_000;
 
 fn check(ok: bool, field: &str, reason: &str) -> Result<(), CoordinatorError> {
     if ok {
@@ -483,6 +507,12 @@ mod tests {
                 "search.data_fraction",
             ),
             ("replicates = 0", "search.replicates"),
+            ("replicates = 5000", "search.replicates"),
+            ("random_trials = 1000000", "search.random_trials"),
+            (
+                "strategy = \"grid\"\nresolution = 1.0000001",
+                "search.resolution",
+            ),
             ("eval_every = 0", "search.eval_every"),
             ("range_steps = 0", "search.range_steps"),
             ("range_steps = 1", "search.range_steps"),

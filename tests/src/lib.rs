@@ -54,6 +54,8 @@ impl Drop for TempDir {
 pub struct Proc {
     pub child: Child,
     pub logs: Logs,
+    /// Reads stdout as it comes, so a long summary cannot fill the pipe and block the process.
+    stdout: Option<thread::JoinHandle<String>>,
 }
 
 impl Proc {
@@ -69,6 +71,12 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin}: {e}"));
         let stderr = child.stderr.take().expect("stderr piped");
+        let mut stdout_pipe = child.stdout.take().expect("stdout piped");
+        let stdout = thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stdout_pipe.read_to_string(&mut out);
+            out
+        });
         let logs: Logs = Arc::default();
         let (tx, rx) = mpsc::channel();
         let sink = logs.clone();
@@ -87,7 +95,14 @@ impl Proc {
                 }
             }
         });
-        (Proc { child, logs }, rx)
+        (
+            Proc {
+                child,
+                logs,
+                stdout: Some(stdout),
+            },
+            rx,
+        )
     }
 
     /// Waits for exit (killing the process after `timeout`) and returns status and stdout.
@@ -107,10 +122,11 @@ impl Proc {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        let mut out = String::new();
-        if let Some(mut stdout) = self.child.stdout.take() {
-            let _ = stdout.read_to_string(&mut out);
-        }
+        let out = self
+            .stdout
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
         (status, out)
     }
 

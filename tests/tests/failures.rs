@@ -122,7 +122,11 @@ model = {{ kind = "softmax" }}
     // Nothing to recommend: a clear failure, with the report written all the same.
     assert!(!status.success());
     let (status, _) = worker.wait_output(Duration::from_secs(30));
-    assert!(status.success(), "the worker stays up: {:#?}", worker.tail(10));
+    assert!(
+        status.success(),
+        "the worker stays up: {:#?}",
+        worker.tail(10)
+    );
     assert_eq!(worker.events("trial_failed").len(), 3 * 2);
 
     let report: serde_json::Value =

@@ -178,8 +178,7 @@ fn init_logs(json: bool) {
     let global = directive
         .split(',')
         .map(str::trim)
-        .filter(|d| !d.is_empty() && !d.contains('='))
-        .next_back()
+        .rfind(|d| !d.is_empty() && !d.contains('='))
         .unwrap_or("info")
         .to_ascii_lowercase();
     let min = match global.as_str() {
@@ -333,6 +332,9 @@ struct Shared {
     collected: Mutex<Collected>,
     /// One list per worker, each touched by its worker only (and read at the end).
     attempts: Vec<Mutex<Vec<AttemptRecord>>>,
+    started: Instant,
+    /// How long after the start the last of the N sessions opened.
+    all_sessions_open: Mutex<Option<Duration>>,
 }
 
 impl Shared {
@@ -410,7 +412,18 @@ async fn simulated_worker(
         .await
         .map_err(|s| format!("session: {:?}: {}", s.code(), s.message()))?
         .into_inner();
-    shared.totals.sessions_open.fetch_add(1, Ordering::Relaxed);
+    if shared.totals.sessions_open.fetch_add(1, Ordering::Relaxed) + 1 == args.workers {
+        let after = shared.started.elapsed();
+        *shared
+            .all_sessions_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(after);
+        log(
+            Level::Info,
+            "all_sessions_open",
+            json!({ "workers": args.workers, "after_s": after.as_secs_f64() }),
+        );
+    }
 
     let heartbeat_every =
         Duration::from_millis(u64::from(registered.heartbeat_interval_ms).clamp(100, 60_000));
@@ -726,6 +739,8 @@ async fn run(args: Args) -> ExitCode {
         args: args.clone(),
         totals: Totals::default(),
         collected: Mutex::new(Collected::default()),
+        started,
+        all_sessions_open: Mutex::new(None),
     });
     // All at once: every worker's register and session go out together.
     let mut tasks = tokio::task::JoinSet::new();
@@ -744,20 +759,10 @@ async fn run(args: Args) -> ExitCode {
             }
         });
     }
-    // Note when the last session opened (for the connect storm's duration).
-    let mut connected_in = None;
     let mut timed_out = false;
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.tick().await;
     loop {
-        if connected_in.is_none() && shared.totals.sessions_open.load(Ordering::Relaxed) == n {
-            connected_in = Some(started.elapsed());
-            log(
-                Level::Info,
-                "all_sessions_open",
-                json!({ "workers": n, "after_s": started.elapsed().as_secs_f64() }),
-            );
-        }
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
@@ -781,6 +786,10 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     }
+    let connected_in = *shared
+        .all_sessions_open
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let line = summary(&shared, started.elapsed(), connected_in, timed_out);
     println!("{line}");
     let errors = line["errors"].as_u64().unwrap_or(0);
