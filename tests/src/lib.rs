@@ -157,15 +157,21 @@ impl Drop for Proc {
 }
 
 /// Starts the coordinator on `127.0.0.1:0` and returns it with the address it bound.
-/// Without `--db` among `args` it gets a database of its own under the temp dir.
+/// Starts the coordinator on `127.0.0.1:0` and returns it with the address it bound. Without
+/// `--db` among `args` it gets a database of its own under the temp dir.
 pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
+    start_coordinator_on(bin, "127.0.0.1:0", args)
+}
+
+/// Starts the coordinator listening on `listen`; returns it, once it listens, with its address.
+pub fn start_coordinator_on(bin: &str, listen: &str, args: &[&str]) -> (Proc, String) {
     let db = fresh_db_path();
-    let mut all = vec!["--listen", "127.0.0.1:0"];
+    let mut all = vec!["--listen", listen];
     if !args.contains(&"--db") {
         all.extend(["--db", db.to_str().expect("utf-8 temp dir")]);
     }
     all.extend_from_slice(args);
-    let (proc, rx) = Proc::spawn(bin, &all);
+    let (mut proc, rx) = Proc::spawn(bin, &all);
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if v["event"] == "listening" {
@@ -173,7 +179,71 @@ pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
             return (proc, addr);
         }
     }
-    panic!("coordinator never logged `listening`: {:#?}", proc.tail(20));
+    let status = proc.child.try_wait().unwrap();
+    panic!(
+        "coordinator never logged `listening` (exit: {status:?}): {:#?}",
+        proc.tail(20)
+    );
+}
+
+/// A loopback address with a port that was free a moment ago: for a process that must listen
+/// on an address known before it starts (a coordinator restarted in place, a worker started
+/// first).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Files of one test: spec, database and report paths under a temp dir removed on drop.
+pub struct Setup {
+    pub dir: TempDir,
+    pub spec: String,
+    pub db: String,
+    pub report: PathBuf,
+}
+
+impl Setup {
+    pub fn new(tag: &str, spec_text: &str) -> Setup {
+        let dir = TempDir::new(tag);
+        let spec = dir.path().join("spec.toml");
+        std::fs::write(&spec, spec_text).unwrap();
+        let db = dir.path().join("sweep.db");
+        let report = dir.path().join("report.json");
+        Setup {
+            spec: spec.to_str().unwrap().to_string(),
+            db: db.to_str().unwrap().to_string(),
+            report,
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The coordinator on this setup's spec, database and report, plus `extra` flags.
+    pub fn start_coordinator(&self, bin: &str, extra: &[&str]) -> (Proc, String) {
+        let mut args = vec![
+            "--spec",
+            &self.spec,
+            "--db",
+            &self.db,
+            "--report",
+            self.report.to_str().expect("utf-8 temp dir"),
+        ];
+        args.extend_from_slice(extra);
+        start_coordinator(bin, &args)
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        read_json(&self.report)
+    }
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
 pub fn start_worker(bin: &str, addr: &str, name: &str) -> Proc {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{start_coordinator, start_worker, TempDir};
+use lrsweep_tests::{start_worker, Setup};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
@@ -26,21 +26,8 @@ model = { kind = "mlp", hidden = [32] }
 
 #[test]
 fn a_worker_killed_mid_trial_has_its_trial_rerun_on_the_other() {
-    let dir = TempDir::new("kill-worker");
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let report = dir.path().join("report.json");
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--lease-ms",
-            "500",
-        ],
-    );
+    let setup = Setup::new("kill-worker", SPEC);
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--lease-ms", "500"]);
     let mut doomed = start_worker(WORKER, &addr, "doomed");
     let deadline = Instant::now() + Duration::from_secs(30);
     while doomed.events("trial_started").is_empty() {
@@ -58,8 +45,7 @@ fn a_worker_killed_mid_trial_has_its_trial_rerun_on_the_other() {
     assert!(survivor.wait_output(Duration::from_secs(30)).0.success());
     assert!(!coordinator.events("lease_expired").is_empty());
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = setup.report();
     let trials = report["trials"].as_array().unwrap();
     for t in trials {
         let status = t["status"].as_str().unwrap();
@@ -82,11 +68,11 @@ fn a_worker_killed_mid_trial_has_its_trial_rerun_on_the_other() {
 
 #[test]
 fn a_failing_trainer_fails_its_attempts_and_the_worker_stays_up() {
-    let dir = TempDir::new("bad-data");
-    let missing = dir.path().join("no-such-file.csv");
-    let spec = dir.path().join("spec.toml");
+    // The spec names a file in the setup's own directory: written once the directory exists.
+    let setup = Setup::new("bad-data", "");
+    let missing = setup.path("no-such-file.csv");
     std::fs::write(
-        &spec,
+        &setup.spec,
         format!(
             r#"
 [search]
@@ -105,18 +91,7 @@ model = {{ kind = "softmax" }}
         ),
     )
     .unwrap();
-    let report = dir.path().join("report.json");
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--max-attempts",
-            "2",
-        ],
-    );
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--max-attempts", "2"]);
     let mut worker = start_worker(WORKER, &addr, "steady");
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
     // Nothing to recommend: a clear failure, with the report written all the same.
@@ -129,8 +104,7 @@ model = {{ kind = "softmax" }}
     );
     assert_eq!(worker.events("trial_failed").len(), 3 * 2);
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = setup.report();
     assert!(report["best_lr"].is_null());
     let trials = report["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 3);

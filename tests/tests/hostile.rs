@@ -10,7 +10,7 @@ use lrsweep_proto::v1::{
     AssignTrial, CoordinatorMessage, Hello, RegisterRequest, TraceBatch, TracePoint, TrialProgress,
     WorkerMessage,
 };
-use lrsweep_tests::{start_coordinator, TempDir};
+use lrsweep_tests::{Proc, Setup};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
@@ -27,6 +27,17 @@ steps = [100]
 data_fraction = [0.5]
 replicates = 1
 "#;
+
+/// A coordinator on `SPEC` and a client connected to it; the setup and process live as long as
+/// the returned values.
+async fn coordinator_and_client(tag: &str) -> (Setup, Proc, CoordinatorClient<Channel>) {
+    let setup = Setup::new(tag, SPEC);
+    let (coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
+    let client = CoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    (setup, coordinator, client)
+}
 
 fn register(name: &str) -> RegisterRequest {
     RegisterRequest {
@@ -112,22 +123,7 @@ fn batch(a: &AssignTrial, steps: &[u64], loss: f64) -> WorkerMessage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_invalid_argument_with_a_reason() {
-    let dir = TempDir::new("hostile");
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let report = dir.path().join("report.json");
-    let (_coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
-    let mut client = CoordinatorClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (_setup, _coordinator, mut client) = coordinator_and_client("hostile").await;
 
     // Registration fields.
     for (request, needle) in [
@@ -220,22 +216,7 @@ async fn bad_requests_get_invalid_argument_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nan_losses_are_data_and_prune_the_trial() {
-    let dir = TempDir::new("nan");
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let report = dir.path().join("report.json");
-    let (_coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
-    let mut client = CoordinatorClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (_setup, _coordinator, mut client) = coordinator_and_client("nan").await;
     let mut s = Session::open(&mut client, "nan").await;
     let a = s.next_assignment().await;
     s.tx.send(batch(&a, &[1, 2], 2.0)).unwrap();

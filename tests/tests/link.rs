@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{start_coordinator, start_worker, TempDir};
+use lrsweep_tests::{start_worker, Setup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -74,19 +74,8 @@ impl Relay {
 
 #[test]
 fn a_worker_cut_off_mid_trial_reconnects_and_resumes_the_same_attempt() {
-    let dir = TempDir::new("link");
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, SPEC).unwrap();
-    let report = dir.path().join("report.json");
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let setup = Setup::new("link", SPEC);
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let relay = Relay::start(addr);
     let mut worker = start_worker(WORKER, &relay.addr, "cut-off");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -109,8 +98,7 @@ fn a_worker_cut_off_mid_trial_reconnects_and_resumes_the_same_attempt() {
     assert_eq!(reconnects[0]["resumed"], 1);
     assert_eq!(worker.events("registered").len(), 2);
     // The trial it was training ran once, to the end, in the same attempt.
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = setup.report();
     for t in report["trials"].as_array().unwrap() {
         assert_eq!(t["status"], "completed", "{t}");
         assert_eq!(t["attempts"], 1, "{t}");

@@ -6,12 +6,11 @@
 //! stops its trial rather than training it to the end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{Proc, TempDir};
+use lrsweep_tests::{free_addr, read_json, start_coordinator_on, Proc, Setup};
 use serde_json::Value;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -79,70 +78,6 @@ seed = 1
 "#;
 
 const SETTLED: [&str; 4] = ["completed", "pruned", "cancelled", "failed"];
-
-/// Files of one test: spec, database and report paths under a temp dir removed on drop.
-struct Setup {
-    dir: TempDir,
-    spec: String,
-    db: String,
-    report: PathBuf,
-}
-
-impl Setup {
-    fn new(tag: &str, spec_text: &str) -> Setup {
-        let dir = TempDir::new(tag);
-        let spec = dir.path().join("spec.toml");
-        std::fs::write(&spec, spec_text).unwrap();
-        let db = dir.path().join("sweep.db");
-        let report = dir.path().join("report.json");
-        Setup {
-            spec: spec.to_str().unwrap().to_string(),
-            db: db.to_str().unwrap().to_string(),
-            report,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn report(&self) -> Value {
-        read_json(&self.report)
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
-}
-
-/// A loopback address with a port that was free a moment ago, so that both incarnations of the
-/// coordinator can listen on the same address and the workers find the second one there.
-fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-/// Starts the coordinator on `listen` with `args`; returns it, once it listens, with its address.
-fn coordinator(listen: &str, args: &[&str]) -> (Proc, String) {
-    let mut all = vec!["--listen", listen];
-    all.extend_from_slice(args);
-    let (mut proc, rx) = Proc::spawn(COORDINATOR, &all);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if v["event"] == "listening" {
-            let addr = v["addr"].as_str().expect("addr field").to_string();
-            return (proc, addr);
-        }
-    }
-    let status = proc.child.try_wait().unwrap();
-    panic!(
-        "coordinator never logged `listening` (exit: {status:?}): {:#?}",
-        proc.tail(20)
-    );
-}
 
 /// A worker that retries quickly when its coordinator goes away.
 fn worker(addr: &str, name: &str) -> Proc {
@@ -407,7 +342,7 @@ fn coordinator_killed_mid_sweep_resumes_on_the_same_database() {
         "--report",
         s.report.to_str().unwrap(),
     ];
-    let (mut first, _) = coordinator(&addr, &args);
+    let (mut first, _) = start_coordinator_on(COORDINATOR, &addr, &args);
     let mut workers = [worker(&addr, "alpha"), worker(&addr, "beta")];
 
     wait_until(
@@ -448,7 +383,7 @@ fn coordinator_killed_mid_sweep_resumes_on_the_same_database() {
     }
 
     let restarted_at = Instant::now();
-    let (mut second, _) = coordinator(&addr, &args);
+    let (mut second, _) = start_coordinator_on(COORDINATOR, &addr, &args);
     let (status, stdout) = finish(
         &mut second,
         &[&workers[0], &workers[1]],
@@ -566,7 +501,8 @@ fn coordinator_killed_mid_sweep_resumes_on_the_same_database() {
 #[test]
 fn report_is_rebuilt_from_the_database_alone() {
     let s = Setup::new("restart-report", SMALL);
-    let (mut c, addr) = coordinator(
+    let (mut c, addr) = start_coordinator_on(
+        COORDINATOR,
         "127.0.0.1:0",
         &[
             "--db",
@@ -741,7 +677,7 @@ fn sigterm_stops_dispatching_tells_workers_and_exits_cleanly() {
         "--report",
         s.report.to_str().unwrap(),
     ];
-    let (mut first, addr) = coordinator("127.0.0.1:0", &args);
+    let (mut first, addr) = start_coordinator_on(COORDINATOR, "127.0.0.1:0", &args);
     let mut w1 = worker(&addr, "first");
     wait_until(
         &mut first,
@@ -830,7 +766,8 @@ fn sigterm_stops_dispatching_tells_workers_and_exits_cleanly() {
 
     // Restarted on the same database (without --spec: the stored one is used), with a new
     // worker: the sweep resumes and completes.
-    let (mut second, addr) = coordinator(
+    let (mut second, addr) = start_coordinator_on(
+        COORDINATOR,
         "127.0.0.1:0",
         &["--db", &s.db, "--report", s.report.to_str().unwrap()],
     );
@@ -876,7 +813,8 @@ fn sigterm_stops_dispatching_tells_workers_and_exits_cleanly() {
 #[test]
 fn spec_mismatch_on_resume_is_refused() {
     let s = Setup::new("restart-mismatch", LONG);
-    let (mut first, addr) = coordinator(
+    let (mut first, addr) = start_coordinator_on(
+        COORDINATOR,
         "127.0.0.1:0",
         &[
             "--db",
@@ -927,7 +865,7 @@ fn a_trial_given_back_to_its_worker_after_a_restart_runs_to_the_end() {
         "--report",
         s.report.to_str().unwrap(),
     ];
-    let (mut first, _) = coordinator(&addr, &args);
+    let (mut first, _) = start_coordinator_on(COORDINATOR, &addr, &args);
     let mut w = worker(&addr, "solo");
     wait_until(&mut w, "a started trial", Duration::from_secs(30), |w| {
         !w.events("trial_started").is_empty()
@@ -941,7 +879,7 @@ fn a_trial_given_back_to_its_worker_after_a_restart_runs_to_the_end() {
         brief(&first, 20)
     );
 
-    let (mut second, _) = coordinator(&addr, &args);
+    let (mut second, _) = start_coordinator_on(COORDINATOR, &addr, &args);
     let (status, _) = finish(&mut second, &[&w], Duration::from_secs(30));
     assert!(status.success(), "{}", brief(&second, 30));
     let (status, _) = w.wait_output(Duration::from_secs(30));
@@ -963,7 +901,8 @@ fn a_trial_given_back_to_its_worker_after_a_restart_runs_to_the_end() {
 fn a_worker_told_to_shut_down_stops_its_trial_and_exits_promptly() {
     // One trial of 2000 steps takes most of a minute.
     let s = Setup::new("restart-shutdown", &SLOW_STEPS.replace("STEPS", "2000"));
-    let (mut c, addr) = coordinator(
+    let (mut c, addr) = start_coordinator_on(
+        COORDINATOR,
         "127.0.0.1:0",
         &[
             "--db",

@@ -3,10 +3,11 @@
 //! database afterwards.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lrsweep_coordinator::store::Store;
-use lrsweep_tests::{start_coordinator, Proc, TempDir};
+use lrsweep_tests::{read_json, Proc, Setup};
 use serde_json::Value;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -31,24 +32,10 @@ rule = "none"
 
 #[test]
 fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
-    let dir = TempDir::new("scale");
-    let spec = dir.path().join("spec.toml");
-    let db = dir.path().join("sweep.db");
-    let report_path = dir.path().join("report.json");
-    let attempts_path = dir.path().join("attempts.json");
-    std::fs::write(&spec, SPEC).unwrap();
+    let setup = Setup::new("scale", SPEC);
+    let attempts_path = setup.path("attempts.json");
     let started = Instant::now();
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--report",
-            report_path.to_str().unwrap(),
-        ],
-    );
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let (mut loadgen, _) = Proc::spawn(
         LOADGEN,
         &[
@@ -99,7 +86,7 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
     let points_sent = line["points_sent"].as_u64().unwrap();
     assert!(points_sent > 0);
 
-    let store = Store::open(&db).unwrap();
+    let store = Store::open(Path::new(&setup.db)).unwrap();
     let sweep = store.latest_sweep().unwrap().expect("the sweep is stored");
     assert_eq!(sweep.status, "completed");
     let stored_total = store.point_count(&sweep.sweep_id).unwrap();
@@ -137,8 +124,7 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
         .all(|t| t.status == "completed" && t.steps == t.budget));
     // Per attempt: points of completed attempts are all stored; of stopped ones, at least those
     // sent before the stop order arrived (and never more than were sent).
-    let attempts: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(&attempts_path).unwrap()).unwrap();
+    let attempts: Vec<Value> = serde_json::from_value(read_json(&attempts_path)).unwrap();
     let mut accounted = 0;
     let mut sent_total = 0;
     for a in &attempts {
@@ -192,8 +178,7 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
     assert!(latency["n"].as_u64().unwrap() > 0, "{line}");
     assert!(latency["p50"].as_f64().is_some() && line["dispatch_latency_ms"]["p50"].is_number());
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report = setup.report();
     assert_eq!(report["outcome"], "completed");
     let best = report["best_lr"].as_f64().expect("a best rate");
     // The synthetic loss floor is lowest at lr 0.1.

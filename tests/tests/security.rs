@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lrsweep_tests::{start_coordinator, Proc, TempDir};
+use lrsweep_tests::{Proc, Setup};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
@@ -21,12 +21,6 @@ replicates = 1
 model = { kind = "softmax" }
 "#;
 
-fn spec(dir: &TempDir) -> String {
-    let path = dir.path().join("spec.toml");
-    std::fs::write(&path, SPEC).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn all_logs(p: &Proc) -> String {
     p.logs
         .lock()
@@ -39,20 +33,8 @@ fn all_logs(p: &Proc) -> String {
 
 #[test]
 fn a_wrong_token_is_refused_and_the_right_one_works() {
-    let dir = TempDir::new("token");
-    let spec = spec(&dir);
-    let report = dir.path().join("report.json");
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            &spec,
-            "--report",
-            report.to_str().unwrap(),
-            "--token",
-            TOKEN,
-        ],
-    );
+    let setup = Setup::new("token", SPEC);
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--token", TOKEN]);
     let url = format!("http://{addr}");
     let (mut intruder, _) = Proc::spawn(WORKER, &["--coordinator", &url, "--token", "guess"]);
     let (status, _) = intruder.wait_output(Duration::from_secs(30));
@@ -73,7 +55,7 @@ fn a_wrong_token_is_refused_and_the_right_one_works() {
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
     assert!(status.success(), "{:#?}", coordinator.tail(20));
     assert!(worker.wait_output(Duration::from_secs(30)).0.success());
-    let report = std::fs::read_to_string(&report).unwrap();
+    let report = std::fs::read_to_string(&setup.report).unwrap();
     assert!(report.contains("\"trusted\""));
     // The secret never reaches a log line.
     for p in [&coordinator, &worker, &intruder] {
@@ -83,23 +65,17 @@ fn a_wrong_token_is_refused_and_the_right_one_works() {
 
 #[test]
 fn tls_round_trip_with_a_certificate_made_here() {
-    let dir = TempDir::new("tls");
-    let spec = spec(&dir);
-    let report = dir.path().join("report.json");
+    let setup = Setup::new("tls", SPEC);
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
+    let cert = setup.path("cert.pem");
+    let key = setup.path("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let (mut coordinator, addr) = start_coordinator(
+    let (mut coordinator, addr) = setup.start_coordinator(
         COORDINATOR,
         &[
-            "--spec",
-            &spec,
-            "--report",
-            report.to_str().unwrap(),
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
@@ -122,8 +98,7 @@ fn tls_round_trip_with_a_certificate_made_here() {
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
     assert!(status.success(), "{:#?}", coordinator.tail(20));
     assert!(worker.wait_output(Duration::from_secs(30)).0.success());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = setup.report();
     let trials = report["trials"].as_array().unwrap();
     assert!(
         trials.iter().all(|t| t["worker"] == "encrypted"),

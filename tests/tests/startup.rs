@@ -1,10 +1,9 @@
 //! Start-up paths: workers that come before the coordinator, `--local-workers`, bad specs.
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use lrsweep_tests::{start_coordinator, start_worker, Proc, TempDir};
+use lrsweep_tests::{free_addr, start_worker, Proc, Setup};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
@@ -23,26 +22,11 @@ replicates = 1
 model = { kind = "softmax" }
 "#;
 
-fn write_spec(dir: &TempDir, text: &str) -> String {
-    let path = dir.path().join("spec.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-fn read_report(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn a_worker_started_first_retries_until_the_coordinator_comes() {
-    let dir = TempDir::new("late-coordinator");
-    let spec = write_spec(&dir, SMALL);
-    let report = dir.path().join("report.json");
-    // Reserve a free port, then release it for the coordinator to take later.
-    let addr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let setup = Setup::new("late-coordinator", SMALL);
+    // A port free now, for the coordinator to take later.
+    let addr = free_addr();
     let mut worker = start_worker(WORKER, &addr, "early");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while worker.events("coordinator_unreachable").len() < 2 {
@@ -59,11 +43,11 @@ fn a_worker_started_first_retries_until_the_coordinator_comes() {
             "--listen",
             &addr,
             "--db",
-            dir.path().join("sweep.db").to_str().unwrap(),
+            &setup.db,
             "--spec",
-            &spec,
+            &setup.spec,
             "--report",
-            report.to_str().unwrap(),
+            setup.report.to_str().unwrap(),
         ],
     );
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
@@ -81,7 +65,7 @@ fn a_worker_started_first_retries_until_the_coordinator_comes() {
         delays.len() >= 2 && delays.last() > delays.first(),
         "{delays:?}"
     );
-    let report = read_report(&report);
+    let report = setup.report();
     assert!(report["trials"]
         .as_array()
         .unwrap()
@@ -100,16 +84,11 @@ fn a_worker_started_first_retries_until_the_coordinator_comes() {
 
 #[test]
 fn a_worker_joining_mid_sweep_gets_work() {
-    let dir = TempDir::new("late-worker");
-    let spec = write_spec(
-        &dir,
+    let setup = Setup::new(
+        "late-worker",
         &SMALL.replace("steps = [100, 200]", "steps = [2000, 20000]"),
     );
-    let report = dir.path().join("report.json");
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &["--spec", &spec, "--report", report.to_str().unwrap()],
-    );
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let mut first = start_worker(WORKER, &addr, "first");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while coordinator.events("trial_completed").is_empty() {
@@ -126,7 +105,7 @@ fn a_worker_joining_mid_sweep_gets_work() {
     for w in [&mut first, &mut second] {
         assert!(w.wait_output(Duration::from_secs(30)).0.success());
     }
-    let report = read_report(&report);
+    let report = setup.report();
     let trials = report["trials"].as_array().unwrap();
     assert!(
         trials.iter().any(|t| t["worker"] == "second"),
@@ -136,27 +115,20 @@ fn a_worker_joining_mid_sweep_gets_work() {
 
 #[test]
 fn local_workers_run_the_sweep_from_one_command() {
-    let dir = TempDir::new("local");
-    let spec = write_spec(&dir, SMALL);
-    let report = dir.path().join("report.json");
-    let (mut coordinator, _) = start_coordinator(
+    // Trials long enough that the second worker is up before the first has run them all.
+    let setup = Setup::new(
+        "local",
+        &SMALL.replace("steps = [100, 200]", "steps = [2000, 20000]"),
+    );
+    let (mut coordinator, _) = setup.start_coordinator(
         COORDINATOR,
-        &[
-            "--spec",
-            &spec,
-            "--report",
-            report.to_str().unwrap(),
-            "--local-workers",
-            "2",
-            "--worker-bin",
-            WORKER,
-        ],
+        &["--local-workers", "2", "--worker-bin", WORKER],
     );
     let (status, stdout) = coordinator.wait_output(Duration::from_secs(120));
     assert!(status.success(), "{:#?}", coordinator.tail(20));
     assert!(stdout.contains("max_stable_lr"), "{stdout}");
     assert_eq!(coordinator.events("local_worker_started").len(), 2);
-    let report = read_report(&report);
+    let report = setup.report();
     let workers: std::collections::BTreeSet<&str> = report["trials"]
         .as_array()
         .unwrap()
@@ -168,15 +140,15 @@ fn local_workers_run_the_sweep_from_one_command() {
 
 #[test]
 fn a_bad_spec_is_refused_at_start_naming_the_field() {
-    let dir = TempDir::new("bad-spec");
+    let setup = Setup::new("bad-spec", "");
     for (text, field) in [
         ("[search]\nmin_lr = 1.0\nmax_lr = 0.1\n", "search.min_lr"),
         ("[search]\nlearning_rate = 0.1\n", "learning_rate"),
         ("[trainer]\nbatch_size = 0\n", "trainer.batch_size"),
     ] {
-        let spec = write_spec(&dir, text);
+        std::fs::write(&setup.spec, text).unwrap();
         let out = Command::new(COORDINATOR)
-            .args(["--spec", &spec, "--listen", "127.0.0.1:0"])
+            .args(["--spec", &setup.spec, "--listen", "127.0.0.1:0"])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{text}");

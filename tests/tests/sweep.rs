@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lrsweep_tests::{start_coordinator, start_worker, TempDir};
+use lrsweep_tests::{start_worker, Setup};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
@@ -28,19 +28,8 @@ seed = 1
 
 #[test]
 fn two_workers_run_a_sweep_and_prune_divergent_rates() {
-    let dir = TempDir::new("e2e");
-    let spec = dir.path().join("spec.toml");
-    let report_path = dir.path().join("report.json");
-    std::fs::write(&spec, SPEC).unwrap();
-    let (mut coordinator, addr) = start_coordinator(
-        COORDINATOR,
-        &[
-            "--spec",
-            spec.to_str().unwrap(),
-            "--report",
-            report_path.to_str().unwrap(),
-        ],
-    );
+    let setup = Setup::new("e2e", SPEC);
+    let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let mut workers = [
         start_worker(WORKER, &addr, "alpha"),
         start_worker(WORKER, &addr, "beta"),
@@ -58,8 +47,7 @@ fn two_workers_run_a_sweep_and_prune_divergent_rates() {
     }
     assert!(stdout.contains("best_lr"), "summary on stdout: {stdout}");
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report = setup.report();
     let best = report["best_lr"].as_f64().expect("a best rate");
     let max_stable = report["max_stable_lr"].as_f64().expect("a max stable rate");
     // SGD on a small MLP over standardised digits trains well between about 0.01 and 1.
