@@ -124,7 +124,7 @@ pub fn main() -> ExitCode {
         }
     };
     match block_on(run(config)) {
-        Ok(report) if report.best_lr.is_none() && report.outcome == "completed" => {
+        Ok(report) if report.recommendation.is_none() && report.outcome == "completed" => {
             print!("{}", report.summary());
             eprintln!("error: no learning rate can be recommended: no trial trained without diverging or failing (see the report)");
             ExitCode::FAILURE

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::search::{HypergradientOutcome, TrialStatus};
+use crate::search::{Recommendation, TrialStatus};
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
 
@@ -14,20 +14,11 @@ pub struct Report {
     pub sweep_id: String,
     /// `completed`, or `interrupted` when the coordinator was stopped before the search ended.
     pub outcome: &'static str,
-    pub best_lr: Option<f64>,
-    /// Mean smoothed final validation loss of `best_lr` over its replicates.
-    pub best_loss: Option<f64>,
-    pub max_stable_lr: Option<f64>,
-    pub suggested_min_lr: Option<f64>,
-    pub suggested_max_lr: Option<f64>,
-    /// Range test only: where the loss fell fastest, and the middle of its longest descent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steep_lr: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub valley_lr: Option<f64>,
-    /// The hypergradient stage: its start and final rate, and its loss.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hypergradient: Option<HypergradientOutcome>,
+    /// best_lr, best_loss, max_stable_lr, suggested_min_lr, suggested_max_lr, and steep_lr,
+    /// valley_lr, hypergradient where they apply; none of them when nothing could be
+    /// recommended.
+    #[serde(flatten)]
+    pub recommendation: Option<Recommendation>,
     pub rounds: u32,
     pub total_steps: u64,
     pub trials: Vec<TrialReport>,
@@ -69,7 +60,6 @@ pub struct SubsetReport {
 
 impl Report {
     pub fn from_sweep(sweep_id: &str, sweep: &Sweep) -> Report {
-        let rec = sweep.recommendation();
         Report {
             sweep_id: sweep_id.to_string(),
             outcome: if sweep.was_interrupted() {
@@ -77,14 +67,7 @@ impl Report {
             } else {
                 "completed"
             },
-            best_lr: rec.as_ref().map(|r| r.best_lr),
-            best_loss: rec.as_ref().map(|r| r.best_score),
-            max_stable_lr: rec.as_ref().map(|r| r.max_stable_lr),
-            suggested_min_lr: rec.as_ref().map(|r| r.suggested_min_lr),
-            suggested_max_lr: rec.as_ref().map(|r| r.suggested_max_lr),
-            steep_lr: rec.as_ref().and_then(|r| r.steep_lr),
-            valley_lr: rec.as_ref().and_then(|r| r.valley_lr),
-            hypergradient: rec.as_ref().and_then(|r| r.hypergradient),
+            recommendation: sweep.recommendation(),
             search: sweep.search_report(),
             rounds: sweep.current_round() + 1,
             total_steps: sweep.total_steps(),
@@ -177,18 +160,24 @@ impl Report {
                 statuses.join(",")
             );
         }
-        let fmt = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.4e}"));
         let _ = writeln!(out);
         let _ = writeln!(out, "outcome          {}", self.outcome);
-        let _ = writeln!(out, "best_lr          {}", fmt(self.best_lr));
-        let _ = writeln!(out, "max_stable_lr    {}", fmt(self.max_stable_lr));
+        let Some(rec) = &self.recommendation else {
+            let _ = writeln!(
+                out,
+                "best_lr          none (no rate trained without diverging)"
+            );
+            let _ = writeln!(out, "total_steps      {}", self.total_steps);
+            return out;
+        };
+        let _ = writeln!(out, "best_lr          {:.4e}", rec.best_lr);
+        let _ = writeln!(out, "max_stable_lr    {:.4e}", rec.max_stable_lr);
         let _ = writeln!(
             out,
-            "cyclical range   {} .. {}",
-            fmt(self.suggested_min_lr),
-            fmt(self.suggested_max_lr)
+            "cyclical range   {:.4e} .. {:.4e}",
+            rec.suggested_min_lr, rec.suggested_max_lr
         );
-        if let Some(hd) = &self.hypergradient {
+        if let Some(hd) = &rec.hypergradient {
             let _ = writeln!(
                 out,
                 "hypergradient    {:.4e} -> {:.4e}{}",

@@ -186,6 +186,8 @@ fn candidates(results: &[TrialResult]) -> Vec<CandidateResult> {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Recommendation {
     pub best_lr: f64,
+    /// Mean smoothed final validation loss of `best_lr` over its replicates.
+    #[serde(rename = "best_loss")]
     pub best_score: f64,
     /// Largest rate that trained to the end of its budget without diverging; for the range test
     /// alone, the rate at the minimum of its merged loss curve.

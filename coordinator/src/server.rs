@@ -190,10 +190,10 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     report.write(&config.report_path)?;
     info!(
         event = "recommendation",
-        best_lr = report.best_lr,
-        max_stable_lr = report.max_stable_lr,
-        suggested_min_lr = report.suggested_min_lr,
-        suggested_max_lr = report.suggested_max_lr,
+        best_lr = report.recommendation.as_ref().map(|r| r.best_lr),
+        max_stable_lr = report.recommendation.as_ref().map(|r| r.max_stable_lr),
+        suggested_min_lr = report.recommendation.as_ref().map(|r| r.suggested_min_lr),
+        suggested_max_lr = report.recommendation.as_ref().map(|r| r.suggested_max_lr),
         total_steps = report.total_steps,
         report = %config.report_path.display(),
     );

@@ -56,6 +56,8 @@ pub struct Proc {
     pub logs: Logs,
     /// Reads stdout as it comes, so a long summary cannot fill the pipe and block the process.
     stdout: Option<thread::JoinHandle<String>>,
+    /// Collects stderr into `logs`; joined on exit so no last line is missed.
+    stderr: Option<thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -80,7 +82,7 @@ impl Proc {
         let logs: Logs = Arc::default();
         let (tx, rx) = mpsc::channel();
         let sink = logs.clone();
-        thread::spawn(move || {
+        let stderr = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(v) => {
@@ -100,6 +102,7 @@ impl Proc {
                 child,
                 logs,
                 stdout: Some(stdout),
+                stderr: Some(stderr),
             },
             rx,
         )
@@ -122,6 +125,9 @@ impl Proc {
             }
             thread::sleep(Duration::from_millis(20));
         };
+        if let Some(reader) = self.stderr.take() {
+            let _ = reader.join();
+        }
         let out = self
             .stdout
             .take()

@@ -275,6 +275,6 @@ mod tests {
                 "{t:?}"
             );
         }
-        assert!(report.max_stable_lr.is_none());
+        assert!(report.recommendation.is_none());
     }
 }

@@ -171,7 +171,7 @@ fn coarse_to_fine_max_stable_lr_lies_within_half_of_the_gd_limit() {
         let (spec, sweep, report) = coarse_to_fine(problem, 0.0);
         let limit = threshold(&spec);
         assert!(sweep.is_finished() && report.outcome == "completed");
-        let ratio = report.max_stable_lr.expect("a recommendation") / limit;
+        let ratio = max_stable_of(&report).expect("a recommendation") / limit;
         eprintln!(
             "coarse-to-fine, {problem:?}: limit {limit:.4}, max_stable_lr = {ratio:.3} × limit"
         );
@@ -219,7 +219,7 @@ fn grid_around_the_limit(problem: Problem, momentum: f64) {
             assert_eq!(t.prune_reason, None, "{what}");
         }
     }
-    let max_stable = report.max_stable_lr.expect("0.9× the limit scored");
+    let max_stable = max_stable_of(&report).expect("0.9× the limit scored");
     assert!(
         (max_stable / (0.9 * limit) - 1.0).abs() < 1e-9,
         "{what}: {max_stable}"
@@ -243,10 +243,10 @@ fn heavy_ball_momentum_raises_the_limit_and_the_sweep_sees_it() {
         let (spec, sweep, report) = coarse_to_fine(problem, mu);
         let limit = threshold(&spec);
         let gd_limit = limit / (1.0 + mu);
-        let max_stable = report.max_stable_lr.expect("a recommendation");
+        let max_stable = max_stable_of(&report).expect("a recommendation");
         let ratio = max_stable / limit;
         let (_, _, plain) = coarse_to_fine(problem, 0.0);
-        let plain = plain.max_stable_lr.expect("a recommendation");
+        let plain = max_stable_of(&plain).expect("a recommendation");
         eprintln!(
             "momentum 0.5, {problem:?}: max_stable_lr = {ratio:.3} × 2(1+μ)/λ_max = {:.3} × 2/λ_max \
              (plain GD's sweep: {:.3} × 2/λ_max)",
@@ -281,7 +281,7 @@ fn range_test(problem: Problem, batch: Batch, search: &str) -> (f64, bool, Repor
     let (sweep, report) = run_in_process(&spec, 2);
     let runs: Vec<&Trial> = sweep.trials().iter().filter(|t| t.round == 0).collect();
     let turned = runs.iter().all(|t| diverged(t));
-    let ratio = report.max_stable_lr.expect("a recommendation") / limit;
+    let ratio = max_stable_of(&report).expect("a recommendation") / limit;
     (ratio, turned, report)
 }
 
@@ -318,7 +318,7 @@ fn range_test_with_refine_finds_a_stable_rate_on_full_batch_gd() {
         let curve = report.search["suggestions"]["max_stable_lr"]
             .as_f64()
             .expect("the curve's suggestion");
-        let limit = report.max_stable_lr.unwrap() / ratio;
+        let limit = max_stable_of(&report).unwrap() / ratio;
         eprintln!(
             "range test + refine, full batch, {problem:?}: max_stable_lr = {ratio:.3} × 2/λ_max \
              (the curve's own: {:.3})",
@@ -367,7 +367,7 @@ fn the_shipped_examples_find_their_documented_limits() {
         let limit = threshold(&spec);
         assert!((limit / documented - 1.0).abs() < 1e-6, "{file}: {limit}");
         let (sweep, report) = run_in_process(&spec, 3);
-        let max_stable = report.max_stable_lr.expect("a recommendation");
+        let max_stable = max_stable_of(&report).expect("a recommendation");
         eprintln!(
             "{file}: max_stable_lr {max_stable:.4} ({:.3} × limit)",
             max_stable / limit
@@ -379,4 +379,8 @@ fn the_shipped_examples_find_their_documented_limits() {
             .iter()
             .all(|t| t.is_terminal() && t.status != TrialStatus::Failed));
     }
+}
+
+fn max_stable_of(report: &lrsweep_coordinator::report::Report) -> Option<f64> {
+    report.recommendation.as_ref().map(|r| r.max_stable_lr)
 }

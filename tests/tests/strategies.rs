@@ -11,8 +11,9 @@ fn the_hypergradient_stage_reports_where_the_rate_went() {
     let spec = SweepSpec::from_toml_str(&text).expect("a valid example");
     let (sweep, report) = run_in_process(&spec, 2);
     assert!(sweep.is_finished());
-    let hd = report.hypergradient.expect("the stage ran");
-    assert_eq!(Some(hd.start_lr), report.best_lr);
+    let rec = report.recommendation.as_ref().expect("a recommendation");
+    let hd = rec.hypergradient.expect("the stage ran");
+    assert_eq!(hd.start_lr, rec.best_lr);
     assert!(!hd.diverged);
     assert!(
         hd.final_lr.is_finite() && hd.final_lr != hd.start_lr,

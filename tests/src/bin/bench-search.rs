@@ -533,12 +533,13 @@ fn main() {
                     c2f_candidates = candidates(&report).max(1);
                 }
                 let pct = 100.0 * report.total_steps as f64 / grid_steps as f64;
-                let quality = report.best_lr.map_or(f64::INFINITY, &mut quality_of);
+                let rec = report.recommendation.as_ref();
+                let quality = rec.map_or(f64::INFINITY, |r| quality_of(r.best_lr));
                 let extra_quality = |lr: Option<f64>, q: &mut dyn FnMut(f64) -> f64| {
                     lr.map_or(Value::Null, |lr| finite(q(lr)))
                 };
-                let steep_quality = extra_quality(report.steep_lr, &mut quality_of);
-                let valley_quality = extra_quality(report.valley_lr, &mut quality_of);
+                let steep_quality = extra_quality(rec.and_then(|r| r.steep_lr), &mut quality_of);
+                let valley_quality = extra_quality(rec.and_then(|r| r.valley_lr), &mut quality_of);
                 let proc = procs.map(|(c, w)| process_run(c, w, &spec_path));
                 let proc_json = match &proc {
                     None => Value::Null,
@@ -560,7 +561,7 @@ fn main() {
                 eprintln!(
                     "   seed {seed} {strategy:<12} steps {:>6} ({pct:5.2}%)  best_lr {:<10}  quality {quality:.4}{}  {wall:.2}s{}",
                     report.total_steps,
-                    report.best_lr.map_or("none".into(), |l| format!("{l:.3e}")),
+                    rec.map_or("none".into(), |r| format!("{:.3e}", r.best_lr)),
                     if quality <= HIT { " hit" } else { "    " },
                     proc_wall.map_or(String::new(), |w| format!("  procs {w:.2}s")),
                 );
@@ -569,11 +570,11 @@ fn main() {
                     "spec": text,
                     "total_steps": report.total_steps,
                     "steps_pct": pct,
-                    "best_lr": report.best_lr,
-                    "best_score": report.best_loss,
-                    "max_stable_lr": report.max_stable_lr,
-                    "steep_lr": report.steep_lr,
-                    "valley_lr": report.valley_lr,
+                    "best_lr": rec.map(|r| r.best_lr),
+                    "best_score": rec.map(|r| r.best_score),
+                    "max_stable_lr": rec.map(|r| r.max_stable_lr),
+                    "steep_lr": rec.and_then(|r| r.steep_lr),
+                    "valley_lr": rec.and_then(|r| r.valley_lr),
                     "quality": finite(quality),
                     "hit": quality <= HIT,
                     "steep_quality": steep_quality,
