@@ -501,18 +501,7 @@ fn coordinator_killed_mid_sweep_resumes_on_the_same_database() {
 #[test]
 fn report_is_rebuilt_from_the_database_alone() {
     let s = Setup::new("restart-report", SMALL);
-    let (mut c, addr) = start_coordinator_on(
-        COORDINATOR,
-        "127.0.0.1:0",
-        &[
-            "--db",
-            &s.db,
-            "--spec",
-            &s.spec,
-            "--report",
-            s.report.to_str().unwrap(),
-        ],
-    );
+    let (mut c, addr) = s.start_coordinator(COORDINATOR, &[]);
     let mut workers = [worker(&addr, "alpha"), worker(&addr, "beta")];
     let (status, stdout) = finish(&mut c, &[&workers[0], &workers[1]], Duration::from_secs(60));
     assert!(status.success(), "{:#?}", c.tail(30));
@@ -813,18 +802,7 @@ fn sigterm_stops_dispatching_tells_workers_and_exits_cleanly() {
 #[test]
 fn spec_mismatch_on_resume_is_refused() {
     let s = Setup::new("restart-mismatch", LONG);
-    let (mut first, addr) = start_coordinator_on(
-        COORDINATOR,
-        "127.0.0.1:0",
-        &[
-            "--db",
-            &s.db,
-            "--spec",
-            &s.spec,
-            "--report",
-            s.report.to_str().unwrap(),
-        ],
-    );
+    let (mut first, addr) = s.start_coordinator(COORDINATOR, &[]);
     let mut w = worker(&addr, "alpha");
     wait_until(
         &mut first,
@@ -901,18 +879,7 @@ fn a_trial_given_back_to_its_worker_after_a_restart_runs_to_the_end() {
 fn a_worker_told_to_shut_down_stops_its_trial_and_exits_promptly() {
     // One trial of 2000 steps takes most of a minute.
     let s = Setup::new("restart-shutdown", &SLOW_STEPS.replace("STEPS", "2000"));
-    let (mut c, addr) = start_coordinator_on(
-        COORDINATOR,
-        "127.0.0.1:0",
-        &[
-            "--db",
-            &s.db,
-            "--spec",
-            &s.spec,
-            "--report",
-            s.report.to_str().unwrap(),
-        ],
-    );
+    let (mut c, addr) = s.start_coordinator(COORDINATOR, &[]);
     let mut w = worker(&addr, "solo");
     wait_until(&mut w, "a started trial", Duration::from_secs(30), |w| {
         !w.events("trial_started").is_empty()

@@ -57,6 +57,14 @@ struct Problem {
     refine_budget: &'static str,
 }
 
+/// The product's defaults (examples/digits.toml), spelled out.
+const DIGITS_C2F_BUDGET: &str = "rounds = 3\ncandidates_per_round = 5\nsteps = [200, 500, 1000]\n\
+                                 data_fraction = [0.25, 0.5, 1.0]\nreplicates = 2\neval_every = 25\n";
+/// examples/range-then-refine.toml.
+const DIGITS_REFINE_BUDGET: &str =
+    "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 500, 1000]\n\
+                                    data_fraction = [1.0]\nreplicates = 2\neval_every = 25\n";
+
 const PROBLEMS: [Problem; 3] = [
     Problem {
         name: "digits-softmax",
@@ -68,12 +76,8 @@ const PROBLEMS: [Problem; 3] = [
                   validation_fraction = 0.2\n",
         full_steps: 1000,
         eval_every: 25,
-        // The product's defaults (examples/digits.toml), spelled out.
-        c2f_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [200, 500, 1000]\n\
-                     data_fraction = [0.25, 0.5, 1.0]\nreplicates = 2\neval_every = 25\n",
-        // examples/range-then-refine.toml.
-        refine_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 500, 1000]\n\
-                        data_fraction = [1.0]\nreplicates = 2\neval_every = 25\n",
+        c2f_budget: DIGITS_C2F_BUDGET,
+        refine_budget: DIGITS_REFINE_BUDGET,
     },
     Problem {
         name: "digits-mlp",
@@ -85,10 +89,8 @@ const PROBLEMS: [Problem; 3] = [
                   validation_fraction = 0.2\n",
         full_steps: 1000,
         eval_every: 25,
-        c2f_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [200, 500, 1000]\n\
-                     data_fraction = [0.25, 0.5, 1.0]\nreplicates = 2\neval_every = 25\n",
-        refine_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 500, 1000]\n\
-                        data_fraction = [1.0]\nreplicates = 2\neval_every = 25\n",
+        c2f_budget: DIGITS_C2F_BUDGET,
+        refine_budget: DIGITS_REFINE_BUDGET,
     },
     Problem {
         name: "least-squares",
