@@ -18,6 +18,8 @@ pub struct Durable {
     store: Store,
     sweep_id: String,
     failure: Option<String>,
+    /// Points accepted since the last `sync`, written with the rows in its transaction.
+    points: Vec<(TrialId, u32, Vec<TracePoint>)>,
 }
 
 impl Durable {
@@ -26,6 +28,7 @@ impl Durable {
             store,
             sweep_id,
             failure: None,
+            points: Vec::new(),
         }
     }
 
@@ -40,15 +43,13 @@ impl Durable {
         }
     }
 
+    /// Keeps accepted points for the next `sync`, which writes them with the trial rows.
     pub fn append_points(&mut self, trial: TrialId, attempt: u32, points: &[TracePoint]) {
-        let result = self
-            .store
-            .append_points(&self.sweep_id, trial, attempt, points)
-            .map(drop);
-        self.check(result);
+        self.points.push((trial, attempt, points.to_vec()));
     }
 
-    /// Writes what changed, before the commands that follow from it go out.
+    /// Writes what changed, points and trial rows in one transaction, before the commands that
+    /// follow from it go out.
     pub fn sync(&mut self, sweep: &mut Sweep, commands: &[Command]) {
         let changed = sweep.take_changed();
         let result = (|| {
@@ -67,7 +68,12 @@ impl Durable {
                 .iter()
                 .map(|&id| row(&self.sweep_id, &trials[id as usize]))
                 .collect();
-            self.store.save_trials(&rows)?;
+            let points = std::mem::take(&mut self.points);
+            let batches: Vec<_> = points
+                .iter()
+                .map(|(trial, attempt, p)| (self.sweep_id.as_str(), *trial, *attempt, p.as_slice()))
+                .collect();
+            self.store.write(&rows, &batches)?;
             for &id in &changed {
                 let t = &trials[id as usize];
                 // An attempt ends when its trial is settled, or re-queued after losing it.

@@ -63,7 +63,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CoordinatorError> {
 /// Opens the database and either resumes its unfinished sweep or starts a new one.
 fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), CoordinatorError> {
     let mut store = Store::open(&config.db)?;
-    if let Some(row) = store.latest_sweep()?.filter(|s| s.status != "completed") {
+    if let Some(row) = store.resumable_sweep()? {
         if let Some(spec) = &config.spec {
             if spec_text(spec)? != row.spec_toml {
                 return Err(CoordinatorError::Storage(format!(

@@ -99,10 +99,6 @@ impl Hub {
         st.durable.failure().map(str::to_string)
     }
 
-    pub fn sweep_id(&self) -> &str {
-        &self.sweep_id
-    }
-
     /// A poisoned lock means a panic mid-decision; the state is still the best record there is.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -213,15 +213,11 @@ impl Store {
         Ok(())
     }
 
-    /// The most recent sweep whose status is `running` (to resume after a crash), if any.
-    pub fn unfinished_sweep(&self) -> Result<Option<SweepRow>, CoordinatorError> {
-        self.one_sweep(
-            &format!(
-                "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE status = 'running'
-             ORDER BY created_at_ms DESC, id DESC LIMIT 1"
-            ),
-            [],
-        )
+    /// The most recent sweep, if it did not complete (it crashed or was stopped): the one a
+    /// coordinator started on this database resumes. An older unfinished sweep behind a newer
+    /// one is not picked up.
+    pub fn resumable_sweep(&self) -> Result<Option<SweepRow>, CoordinatorError> {
+        Ok(self.latest_sweep()?.filter(|s| s.status != "completed"))
     }
 
     pub fn latest_sweep(&self) -> Result<Option<SweepRow>, CoordinatorError> {
@@ -262,46 +258,22 @@ impl Store {
 
     /// Insert or update trials (one transaction for the slice).
     pub fn save_trials(&mut self, trials: &[TrialRow]) -> Result<(), CoordinatorError> {
+        self.write(trials, &[]).map(drop)
+    }
+
+    /// Upserts `trials` and appends `batches` of points in one transaction, so a sweep's
+    /// bookkeeping for one event costs one commit; returns how many points were new. All or
+    /// nothing.
+    pub fn write(
+        &mut self,
+        trials: &[TrialRow],
+        batches: &[PointBatch<'_>],
+    ) -> Result<usize, CoordinatorError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut keys = SweepKeys::default();
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO trials (sweep, trial, round, lr, replicate, replicates, fraction,
-                     budget, status, prune_reason, attempt, steps, steps_run, worker, error,
-                     final_loss)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                 ON CONFLICT (sweep, trial) DO UPDATE SET
-                     round = excluded.round, lr = excluded.lr, replicate = excluded.replicate,
-                     replicates = excluded.replicates, fraction = excluded.fraction,
-                     budget = excluded.budget, status = excluded.status,
-                     prune_reason = excluded.prune_reason, attempt = excluded.attempt,
-                     steps = excluded.steps, steps_run = excluded.steps_run,
-                     worker = excluded.worker, error = excluded.error,
-                     final_loss = excluded.final_loss",
-            )?;
-            for t in trials {
-                upsert.execute(params![
-                    keys.get(&tx, &t.sweep_id)?,
-                    to_i64(t.id)?,
-                    t.round,
-                    Real(t.lr),
-                    t.replicate,
-                    t.replicates,
-                    Real(t.fraction),
-                    to_i64(t.budget)?,
-                    t.status,
-                    t.prune_reason,
-                    t.attempt,
-                    to_i64(t.steps)?,
-                    to_i64(t.steps_run)?,
-                    t.worker,
-                    t.error,
-                    t.final_loss.map(Real),
-                ])?;
-            }
-        }
+        upsert_trials(&tx, trials)?;
+        let added = insert_points(&tx, batches)?;
         tx.commit()?;
-        Ok(())
+        Ok(added)
     }
 
     /// The sweep's trials ordered by id.
@@ -406,32 +378,7 @@ impl Store {
         &mut self,
         batches: &[PointBatch<'_>],
     ) -> Result<usize, CoordinatorError> {
-        let tx = self.conn.transaction()?;
-        let mut added = 0;
-        {
-            let mut keys = SweepKeys::default();
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO points (sweep, trial, attempt, step, train_loss, lr, val_loss)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for &(sweep_id, trial, attempt, points) in batches {
-                let sweep = keys.get(&tx, sweep_id)?;
-                let trial = to_i64(trial)?;
-                for p in points {
-                    added += insert.execute(params![
-                        sweep,
-                        trial,
-                        attempt,
-                        to_i64(p.step)?,
-                        Real(p.train_loss),
-                        Real(p.lr),
-                        p.val_loss.map(Real),
-                    ])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(added)
+        self.write(&[], batches)
     }
 
     /// Points of one attempt in step order.
@@ -533,6 +480,70 @@ fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError>
         .query_row([sweep_id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| unknown_sweep(sweep_id))
+}
+
+fn upsert_trials(tx: &Connection, trials: &[TrialRow]) -> Result<(), CoordinatorError> {
+    let mut keys = SweepKeys::default();
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO trials (sweep, trial, round, lr, replicate, replicates, fraction,
+             budget, status, prune_reason, attempt, steps, steps_run, worker, error,
+             final_loss)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (sweep, trial) DO UPDATE SET
+             round = excluded.round, lr = excluded.lr, replicate = excluded.replicate,
+             replicates = excluded.replicates, fraction = excluded.fraction,
+             budget = excluded.budget, status = excluded.status,
+             prune_reason = excluded.prune_reason, attempt = excluded.attempt,
+             steps = excluded.steps, steps_run = excluded.steps_run,
+             worker = excluded.worker, error = excluded.error,
+             final_loss = excluded.final_loss",
+    )?;
+    for t in trials {
+        upsert.execute(params![
+            keys.get(tx, &t.sweep_id)?,
+            to_i64(t.id)?,
+            t.round,
+            Real(t.lr),
+            t.replicate,
+            t.replicates,
+            Real(t.fraction),
+            to_i64(t.budget)?,
+            t.status,
+            t.prune_reason,
+            t.attempt,
+            to_i64(t.steps)?,
+            to_i64(t.steps_run)?,
+            t.worker,
+            t.error,
+            t.final_loss.map(Real),
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_points(tx: &Connection, batches: &[PointBatch<'_>]) -> Result<usize, CoordinatorError> {
+    let mut added = 0;
+    let mut keys = SweepKeys::default();
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO points (sweep, trial, attempt, step, train_loss, lr, val_loss)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for &(sweep_id, trial, attempt, points) in batches {
+        let sweep = keys.get(tx, sweep_id)?;
+        let trial = to_i64(trial)?;
+        for p in points {
+            added += insert.execute(params![
+                sweep,
+                trial,
+                attempt,
+                to_i64(p.step)?,
+                Real(p.train_loss),
+                Real(p.lr),
+                p.val_loss.map(Real),
+            ])?;
+        }
+    }
+    Ok(added)
 }
 
 /// Remembers the last sweep key looked up, since consecutive rows almost always share a sweep.
@@ -844,23 +855,27 @@ mod tests {
     }
 
     #[test]
-    fn sweep_status_changes_and_the_running_one_is_unfinished() {
+    fn sweep_status_changes_and_the_latest_unfinished_one_resumes() {
         let mut store = Store::open_in_memory().unwrap();
         assert_eq!(store.latest_sweep().unwrap(), None);
-        assert_eq!(store.unfinished_sweep().unwrap(), None);
+        assert_eq!(store.resumable_sweep().unwrap(), None);
         store
             .create_sweep(&sweep_row("old", "completed", 1))
             .unwrap();
         store.create_sweep(&sweep_row("mid", "running", 2)).unwrap();
         store.create_sweep(&sweep_row("new", "running", 3)).unwrap();
-        assert_eq!(store.unfinished_sweep().unwrap().unwrap().sweep_id, "new");
+        assert_eq!(store.resumable_sweep().unwrap().unwrap().sweep_id, "new");
         assert_eq!(store.latest_sweep().unwrap().unwrap().sweep_id, "new");
 
+        // Stopped by a signal: still resumable.
         store.set_sweep_status("new", "interrupted").unwrap();
         assert_eq!(store.sweep("new").unwrap().unwrap().status, "interrupted");
-        assert_eq!(store.unfinished_sweep().unwrap().unwrap().sweep_id, "mid");
+        assert_eq!(store.resumable_sweep().unwrap().unwrap().sweep_id, "new");
+        // Once the latest completed, nothing resumes, not even the older unfinished one.
+        store.set_sweep_status("new", "completed").unwrap();
+        assert_eq!(store.resumable_sweep().unwrap(), None);
+        assert_eq!(store.sweep("mid").unwrap().unwrap().status, "running");
         store.set_sweep_status("mid", "completed").unwrap();
-        assert_eq!(store.unfinished_sweep().unwrap(), None);
         assert_eq!(store.latest_sweep().unwrap().unwrap().sweep_id, "new");
 
         assert!(matches!(

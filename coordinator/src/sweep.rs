@@ -337,10 +337,6 @@ impl Sweep {
         );
     }
 
-    pub fn worker_name(&self, id: &str) -> Option<&str> {
-        self.names.get(id).map(String::as_str)
-    }
-
     /// The worker is gone for good (left, or its lease ran out): each of its running trials goes
     /// back to the front of the queue, or fails once it has used up its attempts.
     pub fn remove_worker(&mut self, id: &str, why: &str) -> Vec<Command> {
@@ -938,7 +934,9 @@ mod tests {
             assert_eq!(a.subset.fraction, 0.5);
         }
         assert!(sweep.dispatch().is_empty(), "both slots are busy");
-        assert_eq!(sweep.worker_name("w1"), Some("alpha"));
+        // The report names the worker each trial ran on.
+        let dispatched = &sweep.trials()[given[0].1.trial_id as usize];
+        assert_eq!(dispatched.worker_name.as_deref(), Some("alpha"));
     }
 
     #[test]
