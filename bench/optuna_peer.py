@@ -40,10 +40,10 @@ import time
 HIT = 1.02
 PRUNERS = ("median", "hyperband")
 STRATEGY_LABELS = {
-    "c2f": "lrsweep coarse-to-fine (default, ASHA)",
+    "c2f": "lrsweep coarse-to-fine (default, dominated pruning)",
     "c2f-noprune": "lrsweep coarse-to-fine, no pruning",
-    "grid": "lrsweep grid 1.25 (ASHA)",
-    "random": "lrsweep random (c2f's rate count, ASHA)",
+    "grid": "lrsweep grid 1.25 (default pruning)",
+    "random": "lrsweep random (c2f's rate count, default pruning)",
     "range": "lrsweep range test",
     "range-refine": "lrsweep range test + refine",
 }

@@ -14,6 +14,8 @@ pub enum PruneReason {
     Diverged,
     Rung,
     Median,
+    /// A smaller rate of the round did better at a rung.
+    Dominated,
     /// A smaller rate diverged, so by monotone stability this one would too.
     CancelledByMonotonicity,
 }
@@ -25,6 +27,7 @@ impl PruneReason {
             PruneReason::Diverged => "diverged",
             PruneReason::Rung => "rung",
             PruneReason::Median => "median",
+            PruneReason::Dominated => "dominated",
             PruneReason::CancelledByMonotonicity => "cancelled-by-monotonicity",
         }
     }
@@ -35,6 +38,7 @@ impl PruneReason {
             PruneReason::Diverged,
             PruneReason::Rung,
             PruneReason::Median,
+            PruneReason::Dominated,
             PruneReason::CancelledByMonotonicity,
         ]
         .into_iter()
@@ -141,8 +145,19 @@ impl TraceMonitor {
 struct TrialProgress {
     /// Milestones passed so far (an index into `milestones`).
     passed: usize,
-    /// Best (lowest) smoothed loss seen, for the median rule.
+    /// Best (lowest) value seen, for the median rule.
     best: f64,
+    /// A verdict on it was returned: it is not named again.
+    condemned: bool,
+}
+
+/// One trial's value at a milestone.
+#[derive(Clone, Copy, Debug)]
+struct Recorded {
+    trial: u64,
+    lr: f64,
+    /// Never NaN.
+    value: f64,
 }
 
 /// Rung milestones of one round and the values trials recorded there, kept apart per replicate:
@@ -153,8 +168,8 @@ pub struct RungBoard {
     eta: f64,
     min_peers: usize,
     milestones: Vec<u64>,
-    /// `recorded[m][replicate]`: values recorded at milestone `m`. Never NaN.
-    recorded: Vec<HashMap<u32, Vec<f64>>>,
+    /// `recorded[m][replicate]`: what trials recorded at milestone `m`.
+    recorded: Vec<HashMap<u32, Vec<Recorded>>>,
     trials: HashMap<u64, TrialProgress>,
 }
 
@@ -190,59 +205,100 @@ impl RungBoard {
         &self.milestones
     }
 
-    /// Feeds one point of `trial` (on data subset `replicate`) with its current smoothed loss.
-    /// On first passing a milestone the value is recorded there and judged against the other
-    /// trials of the same replicate; a non-finite value counts as the worst possible.
+    /// Feeds one point of `trial` (rate `lr`, on data subset `replicate`) with its current
+    /// value. On first passing a milestone the value is recorded there and judged against the
+    /// other trials of the same replicate; a non-finite value counts as the worst possible.
+    ///
+    /// Returns the trials to stop, this one first if it is among them. Under the dominated rule
+    /// a value can also condemn larger rates that recorded a worse one there before it: with
+    /// trials running in parallel, a larger rate may pass a milestone first.
     pub fn observe(
         &mut self,
         trial: u64,
+        lr: f64,
         replicate: u32,
         step: u64,
-        smoothed: f64,
-    ) -> Option<PruneReason> {
-        let value = if smoothed.is_finite() {
-            smoothed
+        value: f64,
+    ) -> Vec<(u64, PruneReason)> {
+        let value = if value.is_finite() {
+            value
         } else {
             f64::INFINITY
         };
         let progress = self.trials.entry(trial).or_insert(TrialProgress {
             passed: 0,
             best: f64::INFINITY,
+            condemned: false,
         });
         progress.best = progress.best.min(value);
+        let mut verdicts = Vec::new();
+        let mut milestone = progress.passed;
         // A point may jump past several milestones at once: record and judge each.
-        while progress.passed < self.milestones.len() && step >= self.milestones[progress.passed] {
-            let peers = self.recorded[progress.passed].entry(replicate).or_default();
-            progress.passed += 1;
-            let verdict = if peers.len() < self.min_peers {
-                None
-            } else {
-                judge(self.rule, self.eta, peers, value, progress.best)
-            };
-            peers.push(value);
-            if verdict.is_some() {
-                return verdict;
+        while milestone < self.milestones.len() && step >= self.milestones[milestone] {
+            let peers = self.recorded[milestone].entry(replicate).or_default();
+            milestone += 1;
+            let here = Recorded { trial, lr, value };
+            let own = judge(
+                self.rule,
+                self.eta,
+                self.min_peers,
+                peers,
+                here,
+                progress.best,
+            );
+            if self.rule == RungRule::Dominated {
+                verdicts.extend(
+                    peers
+                        .iter()
+                        .filter(|p| p.lr > lr && p.value > value)
+                        .map(|p| (p.trial, PruneReason::Dominated)),
+                );
+            }
+            peers.push(here);
+            if let Some(reason) = own {
+                verdicts.insert(0, (trial, reason));
+                break;
             }
         }
-        None
+        progress.passed = milestone;
+        // Each trial is named once, however many milestones or later values condemn it.
+        verdicts.retain(|(id, _)| {
+            let p = self
+                .trials
+                .get_mut(id)
+                .expect("every recorded trial has progress");
+            !std::mem::replace(&mut p.condemned, true)
+        });
+        verdicts
     }
 }
 
 /// One trial at one milestone against its peers' values there (lower is better).
-fn judge(rule: RungRule, eta: f64, peers: &[f64], value: f64, best: f64) -> Option<PruneReason> {
+fn judge(
+    rule: RungRule,
+    eta: f64,
+    min_peers: usize,
+    peers: &[Recorded],
+    here: Recorded,
+    best: f64,
+) -> Option<PruneReason> {
+    let values = || peers.iter().map(|p| p.value).collect::<Vec<f64>>();
     match rule {
+        RungRule::Dominated => peers
+            .iter()
+            .any(|p| p.lr < here.lr && p.value < here.value)
+            .then_some(PruneReason::Dominated),
+        _ if peers.len() < min_peers => None,
         // Ray Tune's ASHA keeps rewards at or above their (1 − 1/η) quantile. Our values are
         // losses (reward = −loss), so that is a loss at or below the 1/η quantile: the top 1/η
         // of the trials that reached the rung, this one included.
         RungRule::Asha => {
-            let mut all = peers.to_vec();
-            all.push(value);
-            (value > quantile(&mut all, 1.0 / eta)).then_some(PruneReason::Rung)
+            let mut all = values();
+            all.push(here.value);
+            (here.value > quantile(&mut all, 1.0 / eta)).then_some(PruneReason::Rung)
         }
         // Golovin et al.: stop if the best value so far is worse than the peers' median.
-        RungRule::Median => {
-            (best > quantile(&mut peers.to_vec(), 0.5)).then_some(PruneReason::Median)
-        }
+        RungRule::Median => (best > quantile(&mut values(), 0.5)).then_some(PruneReason::Median),
         RungRule::None => None,
     }
 }
@@ -282,10 +338,36 @@ mod tests {
         }
     }
 
+    /// ASHA with η = 3 and the first rung at 20%: rungs at steps 40 and 120 of 200.
+    fn asha() -> PruningSpec {
+        PruningSpec {
+            rule: RungRule::Asha,
+            reduction_factor: 3.0,
+            grace_fraction: 0.2,
+            ..PruningSpec::default()
+        }
+    }
+
     fn pruning(f: impl FnOnce(&mut PruningSpec)) -> PruningSpec {
-        let mut spec = PruningSpec::default();
+        let mut spec = asha();
         f(&mut spec);
         spec
+    }
+
+    /// The verdict on `trial` itself from one observation (its rate does not matter to ASHA,
+    /// median or none).
+    fn own(
+        board: &mut RungBoard,
+        trial: u64,
+        replicate: u32,
+        step: u64,
+        value: f64,
+    ) -> Option<PruneReason> {
+        let verdicts = board.observe(trial, 0.1, replicate, step, value);
+        verdicts
+            .first()
+            .filter(|(t, _)| *t == trial)
+            .map(|&(_, reason)| reason)
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -298,6 +380,11 @@ mod tests {
         assert_eq!(PruneReason::Diverged.as_str(), "diverged");
         assert_eq!(PruneReason::Rung.as_str(), "rung");
         assert_eq!(PruneReason::Median.as_str(), "median");
+        assert_eq!(PruneReason::Dominated.as_str(), "dominated");
+        assert_eq!(
+            PruneReason::parse("dominated"),
+            Some(PruneReason::Dominated)
+        );
         assert_eq!(
             PruneReason::CancelledByMonotonicity.to_string(),
             "cancelled-by-monotonicity"
@@ -305,6 +392,7 @@ mod tests {
         assert!(PruneReason::Nan.is_divergence() && PruneReason::Diverged.is_divergence());
         assert!(!PruneReason::Rung.is_divergence());
         assert!(!PruneReason::Median.is_divergence());
+        assert!(!PruneReason::Dominated.is_divergence());
         assert!(!PruneReason::CancelledByMonotonicity.is_divergence());
     }
 
@@ -385,7 +473,7 @@ mod tests {
             let noise = if step % 2 == 0 { 1.2 } else { 0.8 };
             let loss = 2.3 * (-(step as f64) / 300.0).exp() * noise;
             assert_eq!(m.observe(&point(step, loss)), None, "step {step}");
-            assert_eq!(board.observe(1, 0, step, m.smoothed().unwrap()), None);
+            assert_eq!(own(&mut board, 1, 0, step, m.smoothed().unwrap()), None);
         }
     }
 
@@ -404,7 +492,7 @@ mod tests {
 
     #[test]
     fn milestones_follow_grace_and_eta() {
-        let spec = PruningSpec::default();
+        let spec = asha();
         assert_eq!(RungBoard::new(&spec, 200).milestones(), &[40, 120]);
         assert_eq!(RungBoard::new(&spec, 1000).milestones(), &[200, 600]);
         let eta2 = pruning(|p| {
@@ -425,12 +513,12 @@ mod tests {
         //   3:    [1, 2, 3],           1/3 quantile at h = 2/3: 1 + 2/3·1 ≈ 1.667; 3 > it: rung.
         //   1.5:  [1, 1.5, 2, 3],      h = 1: 1.5; 1.5 is not above it: continue.
         //   1.6:  [1, 1.5, 1.6, 2, 3], h = 4/3: 1.5 + 1/3·0.1 ≈ 1.533; 1.6 > it: rung.
-        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        let mut board = RungBoard::new(&asha(), 200);
         let values = [1.0, 2.0, 3.0, 1.5, 1.6];
         let verdicts: Vec<_> = values
             .iter()
             .enumerate()
-            .map(|(t, &v)| board.observe(t as u64, 0, 40, v))
+            .map(|(t, &v)| own(&mut board, t as u64, 0, 40, v))
             .collect();
         let rung = Some(PruneReason::Rung);
         assert_eq!(verdicts, vec![None, None, rung, None, rung]);
@@ -438,61 +526,61 @@ mod tests {
 
     #[test]
     fn judged_only_when_passing_a_milestone_the_first_time() {
-        let mut board = RungBoard::new(&PruningSpec::default(), 200);
-        board.observe(1, 0, 40, 1.0);
-        board.observe(2, 0, 40, 1.0);
+        let mut board = RungBoard::new(&asha(), 200);
+        own(&mut board, 1, 0, 40, 1.0);
+        own(&mut board, 2, 0, 40, 1.0);
         // Before the milestone nothing is judged, however bad.
-        assert_eq!(board.observe(3, 0, 39, 100.0), None);
-        assert_eq!(board.observe(3, 0, 40, 100.0), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 3, 0, 39, 100.0), None);
+        assert_eq!(own(&mut board, 3, 0, 40, 100.0), Some(PruneReason::Rung));
         // Trial 1 already passed step 40: later points there are not judged again.
-        assert_eq!(board.observe(1, 0, 41, 100.0), None);
+        assert_eq!(own(&mut board, 1, 0, 41, 100.0), None);
     }
 
     #[test]
     fn a_jump_past_several_milestones_is_judged_at_each() {
-        let mut board = RungBoard::new(&PruningSpec::default(), 200);
+        let mut board = RungBoard::new(&asha(), 200);
         for t in 0..2 {
-            board.observe(t, 0, 40, 1.0);
+            own(&mut board, t, 0, 40, 1.0);
         }
         // Trial 2 jumps straight to step 120: judged at 40 (2 peers) and stopped there.
-        assert_eq!(board.observe(2, 0, 120, 5.0), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 2, 0, 120, 5.0), Some(PruneReason::Rung));
     }
 
     #[test]
     fn fewer_than_min_peers_are_never_judged() {
         let spec = pruning(|p| p.min_peers = 3);
         let mut board = RungBoard::new(&spec, 200);
-        assert_eq!(board.observe(1, 0, 40, 1.0), None);
-        assert_eq!(board.observe(2, 0, 40, 1.0), None);
-        assert_eq!(board.observe(3, 0, 40, 50.0), None);
-        assert_eq!(board.observe(4, 0, 40, 50.0), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 1, 0, 40, 1.0), None);
+        assert_eq!(own(&mut board, 2, 0, 40, 1.0), None);
+        assert_eq!(own(&mut board, 3, 0, 40, 50.0), None);
+        assert_eq!(own(&mut board, 4, 0, 40, 50.0), Some(PruneReason::Rung));
     }
 
     #[test]
     fn replicates_are_compared_only_among_themselves() {
-        let mut board = RungBoard::new(&PruningSpec::default(), 200);
-        board.observe(1, 0, 40, 1.0);
-        board.observe(2, 0, 40, 1.0);
+        let mut board = RungBoard::new(&asha(), 200);
+        own(&mut board, 1, 0, 40, 1.0);
+        own(&mut board, 2, 0, 40, 1.0);
         // Replicate 1 has no peers yet: a value that replicate 0 would prune passes.
-        assert_eq!(board.observe(3, 1, 40, 100.0), None);
-        assert_eq!(board.observe(4, 1, 40, 100.0), None);
-        assert_eq!(board.observe(5, 1, 40, 50.0), None);
-        assert_eq!(board.observe(6, 1, 40, 200.0), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 3, 1, 40, 100.0), None);
+        assert_eq!(own(&mut board, 4, 1, 40, 100.0), None);
+        assert_eq!(own(&mut board, 5, 1, 40, 50.0), None);
+        assert_eq!(own(&mut board, 6, 1, 40, 200.0), Some(PruneReason::Rung));
     }
 
     #[test]
     fn median_rule_compares_the_best_value_with_the_peers_median() {
         let spec = pruning(|p| p.rule = RungRule::Median);
         let mut board = RungBoard::new(&spec, 200);
-        board.observe(1, 0, 40, 1.0);
-        board.observe(2, 0, 40, 3.0);
+        own(&mut board, 1, 0, 40, 1.0);
+        own(&mut board, 2, 0, 40, 3.0);
         // Peers' median is 2. Trial 3 is at 2.5 now but was at 1.8 earlier: its best counts.
-        board.observe(3, 0, 10, 1.8);
-        assert_eq!(board.observe(3, 0, 40, 2.5), None);
+        own(&mut board, 3, 0, 10, 1.8);
+        assert_eq!(own(&mut board, 3, 0, 40, 2.5), None);
         // Trial 4: peers [1, 3, 2.5], median 2.5; 2.2 is better.
-        assert_eq!(board.observe(4, 0, 40, 2.2), None);
+        assert_eq!(own(&mut board, 4, 0, 40, 2.2), None);
         // Trial 5: peers [1, 3, 2.5, 2.2], median 2.35; 2.4 is worse.
-        assert_eq!(board.observe(5, 0, 40, 2.4), Some(PruneReason::Median));
+        assert_eq!(own(&mut board, 5, 0, 40, 2.4), Some(PruneReason::Median));
     }
 
     #[test]
@@ -500,35 +588,101 @@ mod tests {
         let spec = pruning(|p| p.rule = RungRule::None);
         let mut board = RungBoard::new(&spec, 200);
         for t in 0..10 {
-            assert_eq!(board.observe(t, 0, 40, t as f64 * 100.0), None);
+            assert_eq!(own(&mut board, t, 0, 40, t as f64 * 100.0), None);
         }
     }
 
     #[test]
     fn non_finite_smoothed_values_count_as_worst_without_poisoning() {
-        let mut board = RungBoard::new(&PruningSpec::default(), 200);
-        board.observe(1, 0, 40, 1.0);
-        board.observe(2, 0, 40, 2.0);
+        let mut board = RungBoard::new(&asha(), 200);
+        own(&mut board, 1, 0, 40, 1.0);
+        own(&mut board, 2, 0, 40, 2.0);
         // NaN and −inf are recorded as +inf, the worst value: pruned, no panic.
-        assert_eq!(board.observe(3, 0, 40, f64::NAN), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 3, 0, 40, f64::NAN), Some(PruneReason::Rung));
         assert_eq!(
-            board.observe(4, 0, 40, -f64::INFINITY),
+            own(&mut board, 4, 0, 40, -f64::INFINITY),
             Some(PruneReason::Rung)
         );
         // The cutoff stays a number: [1, 2, 3, inf, inf] → h = 4/3 → 2 + 1/3 ≈ 2.33. A NaN
         // cutoff would let 3 through (every comparison with NaN is false).
-        assert_eq!(board.observe(5, 0, 40, 3.0), Some(PruneReason::Rung));
+        assert_eq!(own(&mut board, 5, 0, 40, 3.0), Some(PruneReason::Rung));
         // [1, 1.2, 2, 3, inf, inf] → h = 5/3 → 1.2 + 0.8·2/3 ≈ 1.73.
-        assert_eq!(board.observe(6, 0, 40, 1.2), None);
+        assert_eq!(own(&mut board, 6, 0, 40, 1.2), None);
 
         let spec = pruning(|p| p.rule = RungRule::Median);
         let mut board = RungBoard::new(&spec, 200);
-        board.observe(1, 0, 40, 1.0);
-        board.observe(2, 0, 40, 2.0);
-        assert_eq!(board.observe(3, 0, 40, f64::NAN), Some(PruneReason::Median));
+        own(&mut board, 1, 0, 40, 1.0);
+        own(&mut board, 2, 0, 40, 2.0);
+        assert_eq!(
+            own(&mut board, 3, 0, 40, f64::NAN),
+            Some(PruneReason::Median)
+        );
         // Peers [1, 2, inf]: median 2.
-        assert_eq!(board.observe(4, 0, 40, 2.5), Some(PruneReason::Median));
-        assert_eq!(board.observe(5, 0, 40, 1.5), None);
+        assert_eq!(own(&mut board, 4, 0, 40, 2.5), Some(PruneReason::Median));
+        assert_eq!(own(&mut board, 5, 0, 40, 1.5), None);
+    }
+
+    #[test]
+    fn default_milestones_sit_at_a_tenth_doubling() {
+        let board = RungBoard::new(&PruningSpec::default(), 1000);
+        assert_eq!(board.milestones(), &[100, 200, 400, 800]);
+    }
+
+    #[test]
+    fn dominated_stops_a_rate_beaten_by_a_smaller_one() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 1000);
+        // Smallest first, as the sweep dispatches under this rule. No peer is needed to pass.
+        assert!(board.observe(1, 0.01, 0, 100, 2.0).is_empty());
+        // A larger rate that does better passes; one that does worse than any smaller is stopped.
+        assert!(board.observe(2, 0.02, 0, 100, 1.5).is_empty());
+        assert_eq!(
+            board.observe(3, 0.04, 0, 100, 1.8),
+            vec![(3, PruneReason::Dominated)]
+        );
+        // A smaller rate is never stopped by a larger one's better value: short runs favour
+        // large rates.
+        assert!(board.observe(4, 0.005, 0, 100, 3.0).is_empty());
+        // Equal values do not dominate.
+        assert!(board.observe(5, 0.03, 0, 100, 1.5).is_empty());
+    }
+
+    #[test]
+    fn dominated_condemns_larger_rates_that_passed_first() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 1000);
+        assert!(board.observe(1, 0.1, 0, 100, 1.0).is_empty());
+        assert!(board.observe(2, 0.4, 0, 100, 0.4).is_empty());
+        assert!(board.observe(3, 0.2, 0, 100, 0.9).is_empty());
+        // Rate 0.05 arrives last: the larger rates it beats go (trials 1 and 3), the one that
+        // beats it (trial 2) stays, and it is not judged worse than anything smaller.
+        assert_eq!(
+            board.observe(4, 0.05, 0, 100, 0.5),
+            vec![(1, PruneReason::Dominated), (3, PruneReason::Dominated)]
+        );
+        // A trial is condemned once: a later, even better small rate names only the others.
+        assert_eq!(
+            board.observe(5, 0.01, 0, 100, 0.45),
+            vec![(4, PruneReason::Dominated)]
+        );
+        assert_eq!(
+            board.observe(6, 0.005, 0, 100, 0.1),
+            vec![(2, PruneReason::Dominated), (5, PruneReason::Dominated)]
+        );
+        // Another replicate trains on other data: it neither judges nor is judged by these.
+        assert!(board.observe(7, 0.4, 1, 100, 9.0).is_empty());
+    }
+
+    #[test]
+    fn dominated_judges_each_milestone_a_jump_passes() {
+        let mut board = RungBoard::new(&PruningSpec::default(), 1000);
+        board.observe(1, 0.01, 0, 100, 1.0);
+        board.observe(1, 0.01, 0, 200, 0.5);
+        // Trial 2 jumps from step 99 to 250 at 0.8: better than trial 1 at 100 (1.0), worse at
+        // 200 (0.5), so stopped at 200.
+        board.observe(2, 0.1, 0, 99, 0.9);
+        assert_eq!(
+            board.observe(2, 0.1, 0, 250, 0.8),
+            vec![(2, PruneReason::Dominated)]
+        );
     }
 
     #[test]

@@ -346,6 +346,22 @@ fn best_index(candidates: &[CandidateResult]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// Scores within this share of the best count as a tie when placing the last round.
+const NEAR_TIE: f64 = 0.02;
+
+/// Where the last round goes: the smallest usable rate scoring within `NEAR_TIE` of the best.
+/// At a short budget such a tie is noise, and the full budget's best lies lower (short runs
+/// favour large rates), so the smaller rate is the better guess.
+fn final_anchor(candidates: &[CandidateResult]) -> Option<f64> {
+    let best = candidates[best_index(candidates)?].score?;
+    let tied = best + best.abs() * NEAR_TIE;
+    candidates
+        .iter()
+        .filter(|c| c.usable() && c.score.is_some_and(|s| s <= tied))
+        .map(|c| c.lr)
+        .reduce(f64::min)
+}
+
 /// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-mixed generator, enough to spread
 /// random-search rates and keep them reproducible from the spec's seed.
 pub(crate) struct SplitMix64(u64);
@@ -449,6 +465,17 @@ impl CoarseToFine {
         }
         // Only this round's scores count: budgets differ between rounds, so do scores.
         let candidates = &self.finished[self.finished.len() - 1];
+        if let Some(anchor) = final_anchor(candidates).filter(|_| next == self.search().rounds - 1)
+        {
+            let lrs = self.final_window(anchor);
+            // Empty only when noise put every rate of the window at or above a divergence.
+            if lrs.is_empty() {
+                return None;
+            }
+            self.round = next;
+            self.ratio = self.search().resolution;
+            return Some(self.plan(next, lrs));
+        }
         let (lo, hi) = match best_index(candidates) {
             Some(i) => {
                 let best = candidates[i].lr;
@@ -495,6 +522,19 @@ impl CoarseToFine {
         self.round = next;
         self.ratio = new_ratio;
         Some(self.plan(next, lrs))
+    }
+
+    /// The last round: anchor·resolution^k for k = −final_below..=final_above, inside the
+    /// search range and below every divergence.
+    fn final_window(&self, anchor: f64) -> Vec<f64> {
+        let s = self.search();
+        // Both are validated to at most 1000.
+        (-(s.final_below as i32)..=s.final_above as i32)
+            .map(|k| anchor * s.resolution.powi(k))
+            .filter(|&lr| {
+                lr >= s.min_lr && lr <= s.max_lr && self.min_diverged.is_none_or(|d| lr < d)
+            })
+            .collect()
     }
 }
 
@@ -783,6 +823,12 @@ mod tests {
         }
     }
 
+    /// The default spec with a fourth round, so round 2 still brackets (the last round is the
+    /// final window).
+    fn four_rounds() -> SweepSpec {
+        spec_with(|s| s.search.rounds = 4)
+    }
+
     fn spec_with(f: impl FnOnce(&mut SweepSpec)) -> SweepSpec {
         let mut spec = SweepSpec::default();
         f(&mut spec);
@@ -840,7 +886,7 @@ mod tests {
 
     #[test]
     fn best_at_the_lower_edge_extends_by_the_grid_ratio() {
-        let mut search = CoarseToFine::new(&SweepSpec::default());
+        let mut search = CoarseToFine::new(&four_rounds());
         let plan = search.first_round();
         let round1 = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         // Best is now the smallest candidate of round 1: extend below it by round 1's ratio.
@@ -877,7 +923,7 @@ mod tests {
     fn never_proposes_a_rate_at_or_above_an_earlier_divergence() {
         // Results that do not follow the plan (as after noisy or partial rounds) let the
         // bracket's extension reach past a rate that diverged in an earlier round.
-        let mut search = CoarseToFine::new(&SweepSpec::default());
+        let mut search = CoarseToFine::new(&four_rounds());
         search.first_round();
         let round1 = search
             .advance(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
@@ -897,7 +943,7 @@ mod tests {
 
     #[test]
     fn too_few_safe_points_move_the_grid_below_the_divergence() {
-        let mut search = CoarseToFine::new(&SweepSpec::default());
+        let mut search = CoarseToFine::new(&four_rounds());
         search.first_round();
         search
             .advance(&[scored(1e-3, 1.0), scored(1e-2, 0.5), diverged(0.1)])
@@ -992,6 +1038,59 @@ mod tests {
         assert_eq!(outcome.final_loss, Some(0.5));
         // The stage does not change the fixed-rate recommendation.
         assert_eq!(search.recommendation().unwrap().best_lr, best);
+    }
+
+    #[test]
+    fn the_last_round_is_the_window_below_the_best_rate() {
+        let mut search = CoarseToFine::new(&SweepSpec::default());
+        let plan = search.first_round();
+        let round1 = search.advance(&synthetic(&plan.lrs, 0.02, 1.0)).unwrap();
+        let results = synthetic(&round1.lrs, 0.02, 1.0);
+        let best = results[best_index(&results).unwrap()].lr;
+        let last = search.advance(&results).unwrap();
+        // best·1.25^k for k = −3..=1, the last round's budget.
+        let window: Vec<f64> = (-3..=1).map(|k| best * 1.25f64.powi(k)).collect();
+        assert_eq!(last.lrs, window);
+        assert_eq!((last.round, last.steps, last.data_fraction), (2, 1000, 1.0));
+        assert!(search.advance(&synthetic(&last.lrs, 0.02, 1.0)).is_none());
+    }
+
+    #[test]
+    fn the_window_sits_on_the_smallest_near_tie_and_below_divergence() {
+        let spec = spec_with(|s| {
+            s.search.rounds = 2;
+            s.search.steps = vec![100, 1000];
+            s.search.final_below = 2;
+            s.search.final_above = 2;
+        });
+        let mut search = CoarseToFine::new(&spec);
+        search.first_round();
+        // 1e-2 scores best; 1e-3 is within 2% of it, so the window sits on 1e-3. Its top point,
+        // 1e-3·1.25² ≈ 1.56e-3, lies above the diverged 1.5e-3 and is dropped.
+        let last = search
+            .advance(&[
+                scored(1e-4, 2.0),
+                scored(1e-3, 1.015),
+                diverged(1.5e-3),
+                scored(1e-2, 1.0),
+            ])
+            .unwrap();
+        let expected: Vec<f64> = (-2..=1).map(|k| 1e-3 * 1.25f64.powi(k)).collect();
+        assert_eq!(last.lrs, expected);
+
+        // Not a tie (3% worse): the best itself anchors; the range clips the window.
+        let spec = spec_with(|s| {
+            s.search.rounds = 2;
+            s.search.steps = vec![100, 1000];
+            s.search.max_lr = 1e-2;
+        });
+        let mut search = CoarseToFine::new(&spec);
+        search.first_round();
+        let last = search
+            .advance(&[scored(1e-3, 1.03), scored(1e-2, 1.0)])
+            .unwrap();
+        let expected: Vec<f64> = (-3..=0).map(|k| 1e-2 * 1.25f64.powi(k)).collect();
+        assert_eq!(last.lrs, expected);
     }
 
     #[test]
@@ -1208,7 +1307,7 @@ mod tests {
         let mut c2f = build_strategy(&SweepSpec::default());
         let plan = c2f.first_round();
         assert_eq!(plan.lrs, decade_grid(1e-7, 10.0));
-        assert_eq!((plan.replicates, plan.schedule.clone()), (2, None));
+        assert_eq!((plan.replicates, plan.schedule.clone()), (1, None));
         assert!(c2f.uses_rungs());
         assert_eq!(c2f.report(), serde_json::Value::Null);
 
@@ -1237,7 +1336,7 @@ mod tests {
         assert_eq!(random.lrs.len(), 16);
         for plan in [grid, random] {
             assert_eq!((plan.round, plan.steps, plan.data_fraction), (0, 1000, 1.0));
-            assert_eq!((plan.replicates, plan.schedule), (2, None));
+            assert_eq!((plan.replicates, plan.schedule), (1, None));
         }
     }
 
@@ -1416,23 +1515,21 @@ mod tests {
         assert_eq!((plan.lrs[0], plan.lrs[4]), (ms / 4.0, ms));
         assert_log_even(&plan.lrs);
         // Round 1's budget, the spec's replicates, the trainer's own schedule, rungs again.
-        assert_eq!((plan.steps, plan.data_fraction), (500, 0.5));
-        assert_eq!((plan.replicates, plan.schedule.clone()), (2, None));
+        assert_eq!((plan.steps, plan.data_fraction), (300, 1.0));
+        assert_eq!((plan.replicates, plan.schedule.clone()), (1, None));
         assert!(range.uses_rungs());
 
-        // The refinement goes on like coarse-to-fine from the range's grid ratio (4^(1/4)).
+        // The refinement goes on like coarse-to-fine: its last round is the final window.
         let score = |lr: f64| (lr.log10() - 0.05f64.log10()).powi(2);
         let results: Vec<TrialResult> = plan
             .lrs
             .iter()
-            .flat_map(|&lr| (0..2).map(move |r| trial(lr, r, Some(score(lr)), false)))
+            .map(|&lr| trial(lr, 0, Some(score(lr)), false))
             .collect();
         let next = range.next_round(&results).unwrap();
         assert_eq!((next.round, next.steps), (2, 1000));
-        assert!(next
-            .lrs
-            .iter()
-            .all(|&lr| plan.lrs[1] < lr && lr < plan.lrs[3]));
+        let window: Vec<f64> = (-3..=1).map(|k| plan.lrs[2] * 1.25f64.powi(k)).collect();
+        assert_eq!(next.lrs, window);
         let rec = range.recommendation().unwrap();
         assert!(close(rec.best_lr, plan.lrs[2]), "{rec:?}");
         assert_eq!(rec.max_stable_lr, ms);

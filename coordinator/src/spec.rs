@@ -41,13 +41,19 @@ pub struct SearchSpec {
     pub strategy: Strategy,
     pub min_lr: f64,
     pub max_lr: f64,
-    /// Round 0 is the decade grid; every further round refines.
+    /// Round 0 is the decade grid; every further round refines, the last one on the
+    /// `resolution` lattice (`final_below`, `final_above`).
     pub rounds: u32,
-    /// Grid size of the refinement rounds (round 0 has one rate per decade).
+    /// Grid size of the refinement rounds before the last (round 0 has one rate per decade).
     pub candidates_per_round: u32,
-    /// Refining stops once neighbouring candidates differ by a ratio below this; the grid
-    /// strategy spaces its rates at most this ratio apart.
+    /// Refining stops once neighbouring candidates differ by a ratio below this; the last round
+    /// and the grid strategy space their rates this ratio apart.
     pub resolution: f64,
+    /// The last round trains best·resolution^k for k = −final_below..=final_above around the
+    /// previous round's best (the smallest rate within 2% of it): mostly below, as the best rate
+    /// for the full budget is at or below the best for a shorter one.
+    pub final_below: u32,
+    pub final_above: u32,
     /// Step budget per round; a list shorter than `rounds` repeats its last entry. Grid and
     /// random search train every rate with the last entry.
     pub steps: Vec<u64>,
@@ -85,9 +91,11 @@ impl Default for SearchSpec {
             rounds: 3,
             candidates_per_round: 5,
             resolution: 1.25,
-            steps: vec![200, 500, 1000],
-            data_fraction: vec![0.25, 0.5, 1.0],
-            replicates: 2,
+            final_below: 3,
+            final_above: 1,
+            steps: vec![50, 300, 1000],
+            data_fraction: vec![1.0],
+            replicates: 1,
             eval_every: 25,
             range_steps: 100,
             ramp: Ramp::Exponential,
@@ -103,8 +111,12 @@ impl Default for SearchSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RungRule {
-    /// Asynchronous successive halving: keep the best 1/η at each milestone.
+    /// Stop a trial once a smaller rate of its round has a lower value at the same milestone.
+    /// The best rate for a longer run is at or below the best for a shorter one (short runs
+    /// favour large rates), so a rate beaten by a smaller one early stays beaten.
     #[default]
+    Dominated,
+    /// Asynchronous successive halving: keep the best 1/η at each milestone.
     Asha,
     /// Median stopping rule: stop a trial whose best value is worse than its peers' median.
     Median,
@@ -120,11 +132,12 @@ pub struct PruningSpec {
     /// β of the debiased exponential moving average applied to the training loss.
     pub smoothing: f64,
     pub rule: RungRule,
-    /// η: each rung keeps about 1/η of the trials that reach it.
+    /// η: rungs sit at grace·η^k of the budget; ASHA keeps about 1/η of the trials at each.
     pub reduction_factor: f64,
     /// The first rung sits at this fraction of the round's step budget.
     pub grace_fraction: f64,
-    /// A rung or median judgement needs at least this many other trials' values.
+    /// An ASHA or median judgement needs at least this many other trials' values (the
+    /// dominated rule needs one smaller rate's).
     pub min_peers: u32,
 }
 
@@ -133,9 +146,9 @@ impl Default for PruningSpec {
         PruningSpec {
             divergence_factor: 4.0,
             smoothing: 0.98,
-            rule: RungRule::Asha,
-            reduction_factor: 3.0,
-            grace_fraction: 0.2,
+            rule: RungRule::Dominated,
+            reduction_factor: 2.0,
+            grace_fraction: 0.1,
             min_peers: 2,
         }
     }
@@ -189,6 +202,11 @@ impl SweepSpec {
             "search.resolution",
             "must be finite and > 1",
         )?;
+        check(
+            s.final_below + s.final_above >= 1,
+            "search.final_below",
+            "with search.final_above must give the last round at least two rates",
+        )?;
         check_round_list(&s.steps, s.rounds, "search.steps", |v| *v > 0, "> 0")?;
         check_round_list(
             &s.data_fraction,
@@ -222,6 +240,8 @@ impl SweepSpec {
         for (value, field) in [
             (s.rounds, "search.rounds"),
             (s.candidates_per_round, "search.candidates_per_round"),
+            (s.final_below, "search.final_below"),
+            (s.final_above, "search.final_above"),
             (s.replicates, "search.replicates"),
             (s.shards, "search.shards"),
         ] {
@@ -385,8 +405,10 @@ mod tests {
         assert_eq!(spec.search.min_lr, 1e-7);
         assert_eq!(spec.search.max_lr, 10.0);
         assert_eq!(spec.search.rounds, 3);
-        assert_eq!(spec.search.steps, vec![200, 500, 1000]);
-        assert_eq!(spec.search.data_fraction, vec![0.25, 0.5, 1.0]);
+        assert_eq!(spec.search.steps, vec![50, 300, 1000]);
+        assert_eq!(spec.search.data_fraction, vec![1.0]);
+        assert_eq!(spec.search.replicates, 1);
+        assert_eq!((spec.search.final_below, spec.search.final_above), (3, 1));
         assert_eq!(spec.search.strategy, Strategy::CoarseToFine);
         assert_eq!(
             (spec.search.range_steps, spec.search.ramp),
@@ -394,8 +416,11 @@ mod tests {
         );
         assert_eq!((spec.search.shards, spec.search.refine), (2, false));
         assert_eq!((spec.search.random_trials, spec.search.seed), (16, 0));
-        assert_eq!(spec.pruning.rule, RungRule::Asha);
-        assert_eq!(spec.pruning.reduction_factor, 3.0);
+        assert_eq!(spec.pruning.rule, RungRule::Dominated);
+        assert_eq!(
+            (spec.pruning.reduction_factor, spec.pruning.grace_fraction),
+            (2.0, 0.1)
+        );
         assert_eq!(spec.trainer, TrainerConfig::default());
         spec.validate().unwrap();
     }
@@ -506,6 +531,8 @@ mod tests {
                 "data_fraction = [0.1, 0.2, 0.3, 0.4]",
                 "search.data_fraction",
             ),
+            ("final_below = 0\nfinal_above = 0", "search.final_below"),
+            ("final_above = 2000", "search.final_above"),
             ("replicates = 0", "search.replicates"),
             ("replicates = 5000", "search.replicates"),
             ("random_trials = 1000000", "search.random_trials"),

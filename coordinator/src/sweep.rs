@@ -14,7 +14,7 @@ use crate::prune::{PruneReason, RungBoard, TraceMonitor};
 use crate::search::{
     build_strategy, CurvePoint, Recommendation, RoundPlan, Strategy, TrialResult, TrialStatus,
 };
-use crate::spec::SweepSpec;
+use crate::spec::{RungRule, SweepSpec};
 use crate::CoordinatorError;
 
 pub type WorkerId = String;
@@ -117,24 +117,33 @@ impl Trial {
     }
 
     /// Feeds points (in step order) to the trial's monitor, curve and, when given, the round's
-    /// rung table; stops at the first verdict.
+    /// rung table, up to the first verdict on this trial. Returns every verdict: on this trial,
+    /// and on larger rates of the round its values condemned (the dominated rule).
     fn judge(
         &mut self,
         points: &[TracePoint],
         mut rungs: Option<&mut RungBoard>,
-    ) -> Option<PruneReason> {
-        points
-            .iter()
-            .find_map(|p| self.observe(p, rungs.as_deref_mut()))
+    ) -> Vec<(TrialId, PruneReason)> {
+        let mut verdicts = Vec::new();
+        for p in points {
+            verdicts.extend(self.observe(p, rungs.as_deref_mut()));
+            if verdicts.iter().any(|&(id, _)| id == self.id) {
+                break;
+            }
+        }
+        verdicts
     }
 
     /// One point into the monitor, the curve and the rung table. Rungs are judged on validation
     /// loss, what the search ranks by: a large rate may fit its training batches fast and
     /// generalise worse.
-    fn observe(&mut self, p: &TracePoint, rungs: Option<&mut RungBoard>) -> Option<PruneReason> {
-        let verdict = self.monitor.observe(p);
-        if verdict.is_some() {
-            return verdict;
+    fn observe(
+        &mut self,
+        p: &TracePoint,
+        rungs: Option<&mut RungBoard>,
+    ) -> Vec<(TrialId, PruneReason)> {
+        if let Some(reason) = self.monitor.observe(p) {
+            return vec![(self.id, reason)];
         }
         if let Some(smoothed) = self.monitor.smoothed() {
             self.curve.push(CurvePoint {
@@ -145,9 +154,9 @@ impl Trial {
         }
         match (rungs, p.val_loss) {
             (Some(rungs), Some(val_loss)) => {
-                rungs.observe(self.id, self.subset.replicate, p.step, val_loss)
+                rungs.observe(self.id, self.lr, self.subset.replicate, p.step, val_loss)
             }
-            _ => None,
+            _ => Vec::new(),
         }
     }
 
@@ -283,9 +292,15 @@ impl Sweep {
         );
         let replicates = plan.replicates;
         let mut ids = Vec::new();
-        // Largest rate first: a diverging rate dies within a few steps, so the round quickly gets
+        // The dominated rule judges a rate against smaller ones, so they go first (and a
+        // divergence then cancels larger rates before they start). The other rules want the
+        // largest first: a diverging rate dies within a few steps, so the round quickly gets
         // its good rates' rung values, against which the crawling small rates are cut early.
-        for &lr in plan.lrs.iter().rev() {
+        let mut lrs = plan.lrs.clone();
+        if self.spec.pruning.rule != RungRule::Dominated {
+            lrs.reverse();
+        }
+        for lr in lrs {
             for replicate in 0..replicates {
                 let id = self.trials.len() as TrialId;
                 self.trials.push(Trial {
@@ -557,13 +572,19 @@ impl Sweep {
             return Ok((Vec::new(), points));
         }
         let rungs = self.round.uses_rungs.then_some(&mut self.round.rungs);
-        let verdict = trial.judge(points, rungs);
+        let verdicts = trial.judge(points, rungs);
         let mut commands = Vec::new();
-        if let Some(reason) = verdict {
-            commands.extend(self.stop(trial_id, TrialStatus::Pruned, StopKind::Prune, reason));
-            if reason.is_divergence() && self.round.uses_rungs {
+        for &(id, reason) in &verdicts {
+            // A condemned larger rate may have finished meanwhile.
+            if self.trials[id as usize].status != TrialStatus::Running {
+                continue;
+            }
+            commands.extend(self.stop(id, TrialStatus::Pruned, StopKind::Prune, reason));
+            if id == trial_id && reason.is_divergence() && self.round.uses_rungs {
                 commands.extend(self.cancel_larger_rates(trial_id));
             }
+        }
+        if !verdicts.is_empty() {
             commands.extend(self.advance());
         }
         Ok((commands, points))
@@ -859,7 +880,6 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::RungRule;
 
     fn spec(rule: RungRule) -> SweepSpec {
         let mut spec = SweepSpec::default();
@@ -1128,8 +1148,8 @@ mod tests {
         let trials_run = run_to_end(&mut sweep);
         assert!(sweep.is_finished());
         assert_eq!(sweep.current_round(), 1);
-        // Round 0: 4 decades, round 1: 3 rates; 2 replicates each.
-        assert_eq!(trials_run, (4 + 3) * 2);
+        // Round 0: 4 decades, round 1 (the last): 0.1·1.25^k for k = −3..=1; 2 replicates each.
+        assert_eq!(trials_run, (4 + 5) * 2);
         assert!(sweep
             .trials()
             .iter()
@@ -1137,7 +1157,7 @@ mod tests {
         let rec = sweep.recommendation().expect("a recommendation");
         assert!((rec.best_lr / 0.1 - 1.0).abs() < 1e-9, "{}", rec.best_lr);
         assert_eq!(rec.max_stable_lr, 1.0);
-        assert_eq!(sweep.total_steps(), 4 * 2 * 100 + 3 * 2 * 200);
+        assert_eq!(sweep.total_steps(), 4 * 2 * 100 + 5 * 2 * 200);
         let round1: Vec<f64> = sweep
             .trials()
             .iter()

@@ -2,7 +2,7 @@
 //! per-trial trace monitor, the per-round rung board and the sweep state machine never panic,
 //! and keep their invariants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use lrsweep_coordinator::durable::spec_text;
 use lrsweep_coordinator::prune::{PruneReason, RungBoard, TraceMonitor};
@@ -373,7 +373,12 @@ fn pruning_spec() -> impl Strategy<Value = PruningSpec> {
     (
         prop_oneof![Just(1.0000001), 1.0001..100.0f64],
         prop_oneof![Just(0.0), 0.0..0.9999f64, Just(0.98)],
-        prop::sample::select(vec![RungRule::Asha, RungRule::Median, RungRule::None]),
+        prop::sample::select(vec![
+            RungRule::Dominated,
+            RungRule::Asha,
+            RungRule::Median,
+            RungRule::None,
+        ]),
         prop_oneof![Just(1.0001), 1.0001..10.0f64, Just(3.0)],
         prop_oneof![Just(1e-9), 0.0001..0.9999f64],
         1u32..5,
@@ -482,24 +487,34 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
 }
 
 /// The board's rules written out plainly: per trial its milestones passed and best value, per
-/// milestone and replicate the values recorded there.
+/// milestone and replicate the (trial, rate, value) recorded there, and who was named already.
 struct BoardModel {
     spec: PruningSpec,
     milestones: Vec<u64>,
-    recorded: HashMap<(usize, u32), Vec<f64>>,
+    recorded: HashMap<(usize, u32), Vec<Entry>>,
     passed: HashMap<u64, usize>,
     best: HashMap<u64, f64>,
+    condemned: HashSet<u64>,
+}
+
+/// (trial, rate, value) recorded at a milestone.
+type Entry = (u64, f64, f64);
+
+/// Each trial has one rate; two trials may share it.
+fn rate_of(trial: u64) -> f64 {
+    0.01 * (trial / 2 + 1) as f64
 }
 
 impl BoardModel {
-    /// The expected verdict, and whether any milestone passed here had enough peers.
+    /// The expected verdicts, and whether any milestone passed here had `min_peers` peers.
     fn observe(
         &mut self,
         trial: u64,
         replicate: u32,
         step: u64,
         smoothed: f64,
-    ) -> (Option<PruneReason>, bool) {
+    ) -> (Vec<(u64, PruneReason)>, bool) {
+        let lr = rate_of(trial);
         let value = if smoothed.is_finite() {
             smoothed
         } else {
@@ -510,32 +525,47 @@ impl BoardModel {
         let best = *best;
         let passed = self.passed.entry(trial).or_insert(0);
         let mut judged = false;
+        let mut named = Vec::new();
         while *passed < self.milestones.len() && step >= self.milestones[*passed] {
             let peers = self.recorded.entry((*passed, replicate)).or_default();
             *passed += 1;
-            let verdict = if peers.len() < self.spec.min_peers as usize {
+            let values: Vec<f64> = peers.iter().map(|p| p.2).collect();
+            let verdict = if self.spec.rule == RungRule::Dominated {
+                named.extend(
+                    peers
+                        .iter()
+                        .filter(|p| p.1 > lr && p.2 > value)
+                        .map(|p| (p.0, PruneReason::Dominated)),
+                );
+                peers
+                    .iter()
+                    .any(|p| p.1 < lr && p.2 < value)
+                    .then_some(PruneReason::Dominated)
+            } else if peers.len() < self.spec.min_peers as usize {
                 None
             } else {
                 judged = true;
                 match self.spec.rule {
                     RungRule::Asha => {
-                        let mut all = peers.clone();
+                        let mut all = values;
                         all.push(value);
                         (value > quantile(&mut all, 1.0 / self.spec.reduction_factor))
                             .then_some(PruneReason::Rung)
                     }
                     RungRule::Median => {
-                        (best > quantile(&mut peers.clone(), 0.5)).then_some(PruneReason::Median)
+                        (best > quantile(&mut values.clone(), 0.5)).then_some(PruneReason::Median)
                     }
-                    RungRule::None => None,
+                    RungRule::None | RungRule::Dominated => None,
                 }
             };
-            peers.push(value);
-            if verdict.is_some() {
-                return (verdict, judged);
+            peers.push((trial, lr, value));
+            if let Some(reason) = verdict {
+                named.insert(0, (trial, reason));
+                break;
             }
         }
-        (None, judged)
+        named.retain(|(id, _)| self.condemned.insert(*id));
+        (named, judged)
     }
 }
 
@@ -567,18 +597,27 @@ proptest! {
             recorded: HashMap::new(),
             passed: HashMap::new(),
             best: HashMap::new(),
+            condemned: HashSet::new(),
         };
+        let mut named = HashSet::new();
         for (k, &(trial, replicate, step, smoothed)) in ops.iter().enumerate() {
-            let verdict = board.observe(trial, replicate, step, smoothed);
+            let verdicts = board.observe(trial, rate_of(trial), replicate, step, smoothed);
             let (expected, judged) = model.observe(trial, replicate, step, smoothed);
-            prop_assert_eq!(verdict, expected, "op {}: trial {} rep {} step {} value {}", k, trial, replicate, step, smoothed);
-            if verdict.is_some() {
-                prop_assert!(judged, "a verdict without min_peers peers");
-                prop_assert!(spec.rule != RungRule::None);
+            prop_assert_eq!(&verdicts, &expected, "op {}: trial {} rep {} step {} value {}", k, trial, replicate, step, smoothed);
+            for &(id, reason) in &verdicts {
+                prop_assert!(named.insert(id), "trial {} named twice", id);
+                match reason {
+                    PruneReason::Dominated => prop_assert_eq!(spec.rule, RungRule::Dominated),
+                    _ => {
+                        prop_assert_eq!(id, trial, "only the dominated rule names other trials");
+                        prop_assert!(judged, "a verdict without min_peers peers");
+                        prop_assert!(spec.rule != RungRule::None);
+                    }
+                }
             }
         }
         // Nothing non-finite other than +inf (never NaN) was recorded.
-        prop_assert!(model.recorded.values().flatten().all(|v| !v.is_nan() && *v != f64::NEG_INFINITY));
+        prop_assert!(model.recorded.values().flatten().all(|p| !p.2.is_nan() && p.2 != f64::NEG_INFINITY));
     }
 }
 
@@ -687,7 +726,12 @@ fn sweep_spec() -> impl Strategy<Value = SweepSpec> {
             Search::Random,
             Search::RangeTest,
         ]),
-        prop::sample::select(vec![RungRule::Asha, RungRule::Median, RungRule::None]),
+        prop::sample::select(vec![
+            RungRule::Dominated,
+            RungRule::Asha,
+            RungRule::Median,
+            RungRule::None,
+        ]),
         1u32..3,
         1u32..3,
         any::<bool>(),

@@ -84,6 +84,11 @@ fn spec(problem: Problem, momentum: f64, batch: Batch, search: &str) -> SweepSpe
 [search]
 {search}
 
+# Only divergence stops a trial: these tests measure where training diverges, and a comparative
+# rule would stop rates near the edge for being behind before they show it.
+[pruning]
+rule = "none"
+
 [trainer]
 dataset = {{ kind = "synthetic-least-squares", n = {n}, d = {d}, condition_number = {kappa:?}, noise = {noise:?} }}
 model = {{ kind = "linear", intercept = false }}

@@ -25,6 +25,8 @@ min_lr = 1e-4
 max_lr = 1.0
 rounds = 2
 candidates_per_round = 3
+final_below = 2
+final_above = 0
 steps = [3000, 4000]
 data_fraction = [0.5, 1.0]
 replicates = 2
@@ -439,7 +441,11 @@ fn coordinator_killed_mid_sweep_resumes_on_the_same_database() {
         assert!(trials.contains_key(id), "trial {id} lost: {report:#}");
     }
     assert!(trials.len() as u64 >= resumed[0]["trials"].as_u64().unwrap());
-    assert_eq!(trials.len(), 16, "LONG plans 5 x 2 + 3 x 2 trials");
+    assert_eq!(
+        trials.len(),
+        16,
+        "LONG plans 5 decades x 2 + a last round of 3 rates x 2"
+    );
 
     // Nothing settled before the kill ran again.
     for (&id, &steps) in &completed {

@@ -58,8 +58,8 @@ struct Problem {
 }
 
 /// The product's defaults (examples/digits.toml), spelled out.
-const DIGITS_C2F_BUDGET: &str = "rounds = 3\ncandidates_per_round = 5\nsteps = [200, 500, 1000]\n\
-                                 data_fraction = [0.25, 0.5, 1.0]\nreplicates = 2\neval_every = 25\n";
+const DIGITS_C2F_BUDGET: &str = "rounds = 3\ncandidates_per_round = 5\nsteps = [50, 300, 1000]\n\
+                                 data_fraction = [1.0]\nreplicates = 1\neval_every = 25\n";
 /// examples/range-then-refine.toml.
 const DIGITS_REFINE_BUDGET: &str =
     "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 500, 1000]\n\
@@ -106,7 +106,7 @@ const PROBLEMS: [Problem; 3] = [
         eval_every: 20,
         // examples/least-squares.toml: the whole training split in every trial (a subset has a
         // different Hessian), one replicate (full batch is deterministic).
-        c2f_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 200, 300]\n\
+        c2f_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [20, 60, 300]\n\
                      data_fraction = [1.0]\nreplicates = 1\neval_every = 20\n",
         refine_budget: "rounds = 3\ncandidates_per_round = 5\nsteps = [100, 200, 300]\n\
                         data_fraction = [1.0]\nreplicates = 1\neval_every = 20\n",
@@ -115,9 +115,9 @@ const PROBLEMS: [Problem; 3] = [
 
 /// The strategies compared, in table order.
 const STRATEGIES: [(&str, &str); 6] = [
-    ("c2f", "coarse-to-fine, default (ASHA pruning)"),
+    ("c2f", "coarse-to-fine, default (dominated pruning)"),
     ("c2f-noprune", "coarse-to-fine, rule none"),
-    ("grid", "grid 1.25, full budget, ASHA pruning"),
+    ("grid", "grid 1.25, full budget, default pruning"),
     ("random", "random log-uniform, c2f's rate count"),
     ("range", "range test (100 steps × 2 shards)"),
     ("range-refine", "range test + coarse-to-fine refine"),
@@ -126,6 +126,7 @@ const STRATEGIES: [(&str, &str); 6] = [
 struct Args {
     seeds: Vec<u64>,
     problems: Vec<String>,
+    strategies: Vec<String>,
     out: Option<PathBuf>,
     spec_dir: PathBuf,
     threads: usize,
@@ -137,6 +138,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         seeds: (0..5).collect(),
         problems: PROBLEMS.iter().map(|p| p.name.to_string()).collect(),
+        strategies: STRATEGIES.iter().map(|s| s.0.to_string()).collect(),
         out: None,
         spec_dir: std::env::temp_dir().join("lrsweep-bench-search"),
         threads: 2,
@@ -168,6 +170,15 @@ fn parse_args() -> Args {
                     }
                 }
             }
+            "--strategies" => {
+                let v = value("--strategies");
+                args.strategies = v.split(',').map(|s| s.trim().to_string()).collect();
+                for s in &args.strategies {
+                    if !STRATEGIES.iter().any(|q| q.0 == s) {
+                        usage(&format!("unknown strategy {s}"));
+                    }
+                }
+            }
             "--out" => args.out = Some(value("--out").into()),
             "--spec-dir" => args.spec_dir = value("--spec-dir").into(),
             "--threads" => {
@@ -195,6 +206,7 @@ fn usage(why: &str) -> ! {
     }
     eprintln!(
         "usage: bench-search [--seeds 0,1,2,3,4] [--problems digits-softmax,digits-mlp,least-squares]\n\
+         \x20                   [--strategies c2f,c2f-noprune,grid,random,range,range-refine]\n\
          \x20                   [--out FILE.json] [--spec-dir DIR] [--threads N]\n\
          \x20                   [--coordinator-bin PATH --worker-bin PATH]"
     );
@@ -510,7 +522,11 @@ fn main() {
 
             let mut runs = Vec::new();
             let mut c2f_candidates = 16;
-            for (strategy, _) in STRATEGIES {
+            let chosen = STRATEGIES
+                .iter()
+                .map(|s| s.0)
+                .filter(|s| args.strategies.iter().any(|c| c == s));
+            for strategy in chosen {
                 let text = problem.sweep_spec(strategy, seed, c2f_candidates);
                 let spec_path =
                     spec_dir.join(format!("{}-seed{seed}-{strategy}.toml", problem.name));
@@ -583,6 +599,12 @@ fn main() {
                     "valley_quality": valley_quality,
                     "rounds": report.rounds,
                     "trials": report.trials.len(),
+                    // What each trial did: [round, lr, status, steps, final loss].
+                    "trial_log": report
+                        .trials
+                        .iter()
+                        .map(|t| json!([t.round, t.lr, t.status, t.steps, t.final_loss]))
+                        .collect::<Vec<_>>(),
                     "candidates": candidates(&report),
                     "in_process_s": wall,
                     "processes": proc_json,
