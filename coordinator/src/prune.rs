@@ -49,6 +49,11 @@ impl PruneReason {
     pub fn is_divergence(&self) -> bool {
         matches!(self, PruneReason::Nan | PruneReason::Diverged)
     }
+
+    /// The rate is known to be unstable: it diverged, or a smaller rate of its round did.
+    pub fn shows_instability(&self) -> bool {
+        self.is_divergence() || *self == PruneReason::CancelledByMonotonicity
+    }
 }
 
 impl std::fmt::Display for PruneReason {
@@ -394,6 +399,9 @@ mod tests {
         assert!(!PruneReason::Median.is_divergence());
         assert!(!PruneReason::Dominated.is_divergence());
         assert!(!PruneReason::CancelledByMonotonicity.is_divergence());
+        assert!(PruneReason::CancelledByMonotonicity.shows_instability());
+        assert!(PruneReason::Diverged.shows_instability());
+        assert!(!PruneReason::Dominated.shows_instability());
     }
 
     #[test]

@@ -86,7 +86,10 @@ impl Trial {
             lr: self.lr,
             replicate: self.subset.replicate,
             status: self.status,
-            diverged: self.prune_reason.is_some_and(|r| r.is_divergence()),
+            // A rate cancelled because a smaller one diverged is as unstable: a round whose
+            // smallest rate diverged at once has only such rates, and the search must see that
+            // the whole round lies past the edge.
+            diverged: self.prune_reason.is_some_and(|r| r.shows_instability()),
             score: match self.status {
                 TrialStatus::Completed => self.monitor.final_score(),
                 _ => None,
@@ -989,6 +992,10 @@ mod tests {
             Some(PruneReason::CancelledByMonotonicity)
         );
         assert_eq!(t(0.1, 0).steps, 3);
+        // The search sees the cancelled rates as unstable as the one that diverged.
+        assert!([t(0.1, 0), t(0.1, 1), t(1.0, 0), t(1.0, 1)]
+            .iter()
+            .all(|t| t.result().diverged));
         // The freed slots go to the smaller rates.
         let next = assignments(&commands);
         assert_eq!(next.len(), 3);
