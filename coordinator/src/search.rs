@@ -319,14 +319,16 @@ fn log_grid(lo: f64, hi: f64, n: u32) -> Vec<f64> {
 
 /// `n ≥ 2` log-spaced points from `lo` to `hi`, both exactly included.
 fn log_span(lo: f64, hi: f64, n: u32) -> Vec<f64> {
-    let (a, b) = (lo.ln(), hi.ln());
-    (0..n)
-        .map(|j| match j {
-            0 => lo,
-            j if j == n - 1 => hi,
-            j => (a + (b - a) * j as f64 / (n - 1) as f64).exp(),
-        })
-        .collect()
+    (0..n).map(|j| span_point(lo, hi, n, j)).collect()
+}
+
+/// Point `j` of `log_span(lo, hi, n)`.
+fn span_point(lo: f64, hi: f64, n: u32, j: u32) -> f64 {
+    match j {
+        0 => lo,
+        j if j == n - 1 => hi,
+        j => (lo.ln() + (hi.ln() - lo.ln()) * j as f64 / (n - 1) as f64).exp(),
+    }
 }
 
 /// Points of the log-spaced grid from `lo` to `hi` (both included) whose neighbours are at most
@@ -524,16 +526,20 @@ impl CoarseToFine {
         Some(self.plan(next, lrs))
     }
 
-    /// The last round: anchor·resolution^k for k = −final_below..=final_above, inside the
-    /// search range and below every divergence.
+    /// The last round: the grid strategy's rates from `final_below` below to `final_above` above
+    /// the one nearest `anchor`, inside the search range and below every divergence. Being the
+    /// grid's own points, they are rates an exhaustive grid at `resolution` would train.
     fn final_window(&self, anchor: f64) -> Vec<f64> {
         let s = self.search();
+        let n = grid_len(s.min_lr, s.max_lr, s.resolution);
+        let step = (s.max_lr / s.min_lr).ln() / (n - 1) as f64;
+        let at = ((anchor / s.min_lr).ln() / step).round() as i64;
         // Both are validated to at most 1000.
-        (-(s.final_below as i32)..=s.final_above as i32)
-            .map(|k| anchor * s.resolution.powi(k))
-            .filter(|&lr| {
-                lr >= s.min_lr && lr <= s.max_lr && self.min_diverged.is_none_or(|d| lr < d)
-            })
+        let (below, above) = (i64::from(s.final_below), i64::from(s.final_above));
+        (at - below..=at + above)
+            .filter(|&j| 0 <= j && j < i64::from(n))
+            .map(|j| span_point(s.min_lr, s.max_lr, n, j as u32))
+            .filter(|&lr| self.min_diverged.is_none_or(|d| lr < d))
             .collect()
     }
 }
@@ -1040,17 +1046,31 @@ mod tests {
         assert_eq!(search.recommendation().unwrap().best_lr, best);
     }
 
+    /// The grid strategy's rates for `spec`, and the index of the one nearest `lr` (in log).
+    fn lattice_near(spec: &SweepSpec, lr: f64) -> (Vec<f64>, usize) {
+        let grid = SingleRound::grid(spec).first_round().lrs;
+        let near = (0..grid.len())
+            .min_by(|&a, &b| {
+                let d = |i: usize| (grid[i] / lr).ln().abs();
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap();
+        (grid, near)
+    }
+
     #[test]
-    fn the_last_round_is_the_window_below_the_best_rate() {
-        let mut search = CoarseToFine::new(&SweepSpec::default());
+    fn the_last_round_is_the_grid_lattice_around_the_best_rate() {
+        let spec = SweepSpec::default();
+        let mut search = CoarseToFine::new(&spec);
         let plan = search.first_round();
         let round1 = search.advance(&synthetic(&plan.lrs, 0.02, 1.0)).unwrap();
         let results = synthetic(&round1.lrs, 0.02, 1.0);
         let best = results[best_index(&results).unwrap()].lr;
         let last = search.advance(&results).unwrap();
-        // best·1.25^k for k = −3..=1, the last round's budget.
-        let window: Vec<f64> = (-3..=1).map(|k| best * 1.25f64.powi(k)).collect();
-        assert_eq!(last.lrs, window);
+        // The grid strategy's rates from 3 below the one nearest the best to 1 above: the same
+        // floats, so the last round trains rates an exhaustive grid would train.
+        let (grid, at) = lattice_near(&spec, best);
+        assert_eq!(last.lrs, grid[at - 3..=at + 1].to_vec());
         assert_eq!((last.round, last.steps, last.data_fraction), (2, 1000, 1.0));
         assert!(search.advance(&synthetic(&last.lrs, 0.02, 1.0)).is_none());
     }
@@ -1065,8 +1085,8 @@ mod tests {
         });
         let mut search = CoarseToFine::new(&spec);
         search.first_round();
-        // 1e-2 scores best; 1e-3 is within 2% of it, so the window sits on 1e-3. Its top point,
-        // 1e-3·1.25² ≈ 1.56e-3, lies above the diverged 1.5e-3 and is dropped.
+        // 1e-2 scores best; 1e-3 is within 2% of it, so the window sits on 1e-3. Its top point
+        // (about 1e-3·1.25²) lies above the diverged 1.5e-3 and is dropped.
         let last = search
             .advance(&[
                 scored(1e-4, 2.0),
@@ -1075,10 +1095,11 @@ mod tests {
                 scored(1e-2, 1.0),
             ])
             .unwrap();
-        let expected: Vec<f64> = (-2..=1).map(|k| 1e-3 * 1.25f64.powi(k)).collect();
-        assert_eq!(last.lrs, expected);
+        let (grid, at) = lattice_near(&spec, 1e-3);
+        assert_eq!(last.lrs, grid[at - 2..=at + 1].to_vec());
+        assert!(grid[at + 2] > 1.5e-3);
 
-        // Not a tie (3% worse): the best itself anchors; the range clips the window.
+        // Not a tie (3% worse): the best itself anchors; the range's top clips the window.
         let spec = spec_with(|s| {
             s.search.rounds = 2;
             s.search.steps = vec![100, 1000];
@@ -1089,8 +1110,9 @@ mod tests {
         let last = search
             .advance(&[scored(1e-3, 1.03), scored(1e-2, 1.0)])
             .unwrap();
-        let expected: Vec<f64> = (-3..=0).map(|k| 1e-2 * 1.25f64.powi(k)).collect();
-        assert_eq!(last.lrs, expected);
+        let (grid, at) = lattice_near(&spec, 1e-2);
+        assert_eq!(at, grid.len() - 1);
+        assert_eq!(last.lrs, grid[at - 3..].to_vec());
     }
 
     #[test]
@@ -1528,8 +1550,8 @@ mod tests {
             .collect();
         let next = range.next_round(&results).unwrap();
         assert_eq!((next.round, next.steps), (2, 1000));
-        let window: Vec<f64> = (-3..=1).map(|k| plan.lrs[2] * 1.25f64.powi(k)).collect();
-        assert_eq!(next.lrs, window);
+        let (grid, at) = lattice_near(&spec, plan.lrs[2]);
+        assert_eq!(next.lrs, grid[at - 3..=at + 1].to_vec());
         let rec = range.recommendation().unwrap();
         assert!(close(rec.best_lr, plan.lrs[2]), "{rec:?}");
         assert_eq!(rec.max_stable_lr, ms);

@@ -49,9 +49,10 @@ pub struct SearchSpec {
     /// Refining stops once neighbouring candidates differ by a ratio below this; the last round
     /// and the grid strategy space their rates this ratio apart.
     pub resolution: f64,
-    /// The last round trains best·resolution^k for k = −final_below..=final_above around the
-    /// previous round's best (the smallest rate within 2% of it): mostly below, as the best rate
-    /// for the full budget is at or below the best for a shorter one.
+    /// The last round trains the grid strategy's rates (`min_lr` to `max_lr` at `resolution`)
+    /// from `final_below` below to `final_above` above the one nearest the previous round's best
+    /// (the smallest rate within 2% of it): mostly below, as the best rate for the full budget
+    /// is at or below the best for a shorter one.
     pub final_below: u32,
     pub final_above: u32,
     /// Step budget per round; a list shorter than `rounds` repeats its last entry. Grid and
