@@ -85,7 +85,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
         return Ok((
             row.sweep_id.clone(),
             sweep,
-            Durable::new(store, row.sweep_id),
+            Durable::new(store, row.sweep_id)?,
         ));
     }
     let spec = config.spec.clone().unwrap_or_default();
@@ -103,7 +103,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     Ok((
         sweep_id.clone(),
         Sweep::new(spec),
-        Durable::new(store, sweep_id),
+        Durable::new(store, sweep_id)?,
     ))
 }
 
