@@ -2,23 +2,27 @@
 //! (`resume`) or for a report from the database alone. The mapping between the sweep's trials
 //! and the store's rows lives here.
 
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use lrsweep_proto::domain::{Subset, TracePoint, TrialId};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 use crate::spec::SweepSpec;
-use crate::store::{Changes, Store, SweepRow, TrialRow};
+use crate::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
 use crate::sweep::{Command, Sweep, Trial, TrialRecord};
 use crate::CoordinatorError;
 
 /// Events queued for the writer before `sync` waits: backpressure on the sessions once the
 /// store falls this far behind (about 30k points).
 const QUEUE_EVENTS: usize = 1024;
+
+/// How often the WAL is copied into the database file, off the writer's thread.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs once the event's changes are committed (`true`), or once it is known they never will be
 /// (`false`: the store failed). Sends the commands that followed from them.
@@ -43,12 +47,18 @@ pub struct Durable {
     points: Vec<(TrialId, u32, Vec<TracePoint>)>,
     /// None once closed.
     writer: Option<(SyncSender<Job>, JoinHandle<Store>)>,
+    /// Dropping the sender stops the checkpoints; None for an in-memory store.
+    checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
     failure: Arc<OnceLock<String>>,
 }
 
 impl Durable {
-    /// Starts the writer thread on `store`.
-    pub fn new(store: Store, sweep_id: String) -> Result<Durable, CoordinatorError> {
+    /// Starts the writer thread on `store`, and the checkpoint thread for a file.
+    pub fn new(mut store: Store, sweep_id: String) -> Result<Durable, CoordinatorError> {
+        let checkpoints = match store.checkpointer()? {
+            Some(checkpointer) => Some(checkpoint_every(checkpointer, CHECKPOINT_EVERY)?),
+            None => None,
+        };
         let (jobs, queue) = mpsc::sync_channel(QUEUE_EVENTS);
         let failure = Arc::new(OnceLock::new());
         let thread = {
@@ -62,6 +72,7 @@ impl Durable {
             sweep_id,
             points: Vec::new(),
             writer: Some((jobs, thread)),
+            checkpoints,
             failure,
         })
     }
@@ -141,7 +152,12 @@ impl Durable {
     pub fn close(&mut self) -> Option<Store> {
         let (jobs, thread) = self.writer.take()?;
         drop(jobs);
-        match thread.join() {
+        let store = thread.join();
+        if let Some((stop, checkpoints)) = self.checkpoints.take() {
+            drop(stop);
+            let _ = checkpoints.join();
+        }
+        match store {
             Ok(store) => Some(store),
             Err(_) => {
                 self.fail(&CoordinatorError::Storage(
@@ -176,6 +192,26 @@ impl Durable {
 fn fail(failure: &OnceLock<String>, e: &CoordinatorError) {
     error!(event = "storage_failed", error = %e);
     let _ = failure.set(e.to_string());
+}
+
+/// Runs `checkpointer` every `period` on a thread of its own until the returned sender drops.
+fn checkpoint_every(
+    checkpointer: Checkpointer,
+    period: Duration,
+) -> Result<(Sender<()>, JoinHandle<()>), CoordinatorError> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("lrsweep-checkpoint".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                // Harmless when it fails: the WAL keeps every commit until the next one.
+                if let Err(e) = checkpointer.run() {
+                    warn!(event = "checkpoint_failed", error = %e);
+                }
+            }
+        })
+        .map_err(|e| CoordinatorError::io("starting the checkpoint thread", e))?;
+    Ok((stop, thread))
 }
 
 /// The writer thread: takes every event queued, commits them in one transaction, then runs their
