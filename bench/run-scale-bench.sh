@@ -5,7 +5,8 @@
 # a table of medians; results in target/bench-scale/ (scale.md, runs.jsonl, each run's logs).
 #
 # Environment: WORKERS (default 10,100,1000), MODES (paced,unpaced), REPS (3), RATE (points/s per
-# worker when paced, 200), STEPS (each trial's budget, 1000). Needs python3.
+# worker when paced, 200), STEPS (each trial's budget, 1000), COORDINATOR (another coordinator
+# binary to measure, e.g. one built from an earlier commit). Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ TARGET=$(cargo metadata --format-version 1 --no-deps |
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(uptime)"
 exec python3 bench/scale_bench.py \
-    --coordinator "$TARGET/release/lrsweep-coordinator" \
+    --coordinator "${COORDINATOR:-$TARGET/release/lrsweep-coordinator}" \
     --loadgen "$TARGET/release/loadgen" \
     --out "$TARGET/bench-scale" \
     --workers "${WORKERS:-10,100,1000}" \
