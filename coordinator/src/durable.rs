@@ -459,11 +459,10 @@ mod tests {
         assert!(err.to_string().contains("cannot resume"), "{err}");
     }
 
-    /// What `then` was told, in the order the writer told it.
-    fn told() -> (
-        Arc<std::sync::Mutex<Vec<(u32, bool)>>>,
-        impl Fn(u32) -> Option<Then>,
-    ) {
+    /// (event, committed) in the order the writer told each event's `then`.
+    type Told = Arc<std::sync::Mutex<Vec<(u32, bool)>>>;
+
+    fn told() -> (Told, impl Fn(u32) -> Option<Then>) {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let tell = {
             let log = log.clone();
