@@ -450,6 +450,14 @@ async fn simulated_worker(
     let batch_interval = args
         .points_per_sec
         .map(|p| Duration::from_secs_f64(args.batch as f64 / p));
+    // Real workers are not in step: paced, each sends at its own phase of the batch interval
+    // (a fixed fraction from its index), else N workers assigned at once would all send in the
+    // same millisecond, every interval, for the whole run.
+    let phase = batch_interval
+        .map(|every| {
+            every.mul_f64((mix(args.seed ^ index as u64) >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .unwrap_or_default();
     let records = &shared.attempts[index];
     let mut current: Option<Running> = None;
     let mut next_send = tokio::time::Instant::now();
@@ -500,7 +508,7 @@ async fn simulated_worker(
                             monitor: TraceMonitor::new(&PruningSpec::default()),
                             crossed_at: None,
                         });
-                        next_send = tokio::time::Instant::now();
+                        next_send = tokio::time::Instant::now() + phase;
                     }
                     Some(Down::Stop(stop)) => {
                         let received = Instant::now();
