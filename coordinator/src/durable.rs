@@ -2,45 +2,87 @@
 //! (`resume`) or for a report from the database alone. The mapping between the sweep's trials
 //! and the store's rows lives here.
 
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
 use lrsweep_proto::domain::{Subset, TracePoint, TrialId};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 use crate::spec::SweepSpec;
-use crate::store::{Store, SweepRow, TrialRow};
+use crate::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
 use crate::sweep::{Command, Sweep, Trial, TrialRecord};
 use crate::CoordinatorError;
 
-/// The store of one running sweep. A write that fails is remembered and ends the sweep: a
-/// coordinator that cannot record what happens can no longer promise to lose nothing.
+/// Events queued for the writer before `sync` waits: backpressure on the sessions once the
+/// store falls this far behind (about 30k points).
+const QUEUE_EVENTS: usize = 1024;
+
+/// How often the WAL is copied into the database file, off the writer's thread.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs once the event's changes are committed (`true`), or once it is known they never will be
+/// (`false`: the store failed). Sends the commands that followed from them.
+pub type Then = Box<dyn FnOnce(bool) + Send>;
+
+struct Job {
+    changes: Changes,
+    then: Then,
+}
+
+/// The store of one running sweep, written by a thread of its own with group commit: every event
+/// queued while a transaction commits goes into the next one, and each event's `then` runs only
+/// after its changes are committed. So the commands an event causes still go out only once what
+/// caused them is durable, but the sweep's lock is not held through SQLite I/O, and a commit is
+/// paid per group rather than per event.
+///
+/// A write that fails is remembered and ends the sweep: a coordinator that cannot record what
+/// happens can no longer promise to lose nothing. Nothing is written after it.
 pub struct Durable {
-    store: Store,
     sweep_id: String,
-    failure: Option<String>,
-    /// Points accepted since the last `sync`, written with the rows in its transaction.
+    /// Points accepted since the last `sync`, written with that event's trial rows.
     points: Vec<(TrialId, u32, Vec<TracePoint>)>,
+    /// None once closed.
+    writer: Option<(SyncSender<Job>, JoinHandle<Store>)>,
+    /// Dropping the sender stops the checkpoints; None for an in-memory store.
+    checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
+    failure: Arc<OnceLock<String>>,
 }
 
 impl Durable {
-    pub fn new(store: Store, sweep_id: String) -> Durable {
-        Durable {
-            store,
+    /// Starts the writer thread on `store`, and the checkpoint thread for a file.
+    pub fn new(mut store: Store, sweep_id: String) -> Result<Durable, CoordinatorError> {
+        let checkpoints = match store.checkpointer()? {
+            Some(checkpointer) => Some(checkpoint_every(checkpointer, CHECKPOINT_EVERY)?),
+            None => None,
+        };
+        let (jobs, queue) = mpsc::sync_channel(QUEUE_EVENTS);
+        let failure = Arc::new(OnceLock::new());
+        let thread = {
+            let (sweep_id, failure) = (sweep_id.clone(), failure.clone());
+            std::thread::Builder::new()
+                .name("lrsweep-store".into())
+                .spawn(move || write_groups(store, &sweep_id, &queue, &failure))
+                .map_err(|e| CoordinatorError::io("starting the store writer", e))?
+        };
+        Ok(Durable {
             sweep_id,
-            failure: None,
             points: Vec::new(),
-        }
+            writer: Some((jobs, thread)),
+            checkpoints,
+            failure,
+        })
     }
 
     pub fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+        self.failure.get().map(String::as_str)
     }
 
-    fn check(&mut self, result: Result<(), CoordinatorError>) {
-        if let Err(e) = result {
-            error!(event = "storage_failed", error = %e);
-            self.failure.get_or_insert(e.to_string());
-        }
+    fn fail(&self, e: &CoordinatorError) {
+        fail(&self.failure, e);
     }
 
     /// Keeps accepted points for the next `sync`, which writes them with the trial rows.
@@ -48,64 +90,154 @@ impl Durable {
         self.points.push((trial, attempt, points.to_vec()));
     }
 
-    /// Writes what changed, points and trial rows in one transaction, before the commands that
-    /// follow from it go out.
-    pub fn sync(&mut self, sweep: &mut Sweep, commands: &[Command]) {
-        let changed = sweep.take_changed();
-        let result = (|| {
-            for command in commands {
-                if let Command::Assign { worker, assignment } = command {
-                    self.store.start_attempt(
-                        &self.sweep_id,
-                        assignment.trial_id,
-                        assignment.attempt,
-                        worker,
-                    )?;
-                }
-            }
-            let trials = sweep.trials();
-            let rows: Vec<TrialRow> = changed
-                .iter()
-                .map(|&id| row(&self.sweep_id, &trials[id as usize]))
-                .collect();
-            let points = std::mem::take(&mut self.points);
-            let batches: Vec<_> = points
-                .iter()
-                .map(|(trial, attempt, p)| (self.sweep_id.as_str(), *trial, *attempt, p.as_slice()))
-                .collect();
-            self.store.write(&rows, &batches)?;
-            for &id in &changed {
-                let t = &trials[id as usize];
-                // An attempt ends when its trial is settled, or re-queued after losing it.
-                let ended =
-                    t.is_terminal() || (t.status == TrialStatus::Queued && t.error.is_some());
-                if ended && t.attempt > 0 {
-                    self.store.end_attempt(
-                        &self.sweep_id,
-                        id,
-                        t.attempt,
-                        t.status.as_str(),
-                        t.error.as_deref(),
-                    )?;
-                }
-            }
-            Ok(())
-        })();
-        self.check(result);
+    /// Queues what changed (points, trial rows, attempts) for the writer; `then` runs once it is
+    /// committed. Nothing changed and nothing to send: nothing queued.
+    pub fn sync(&mut self, sweep: &mut Sweep, commands: &[Command], then: Option<Then>) {
+        let changes = self.changes(sweep, commands);
+        if changes.is_empty() && then.is_none() {
+            return;
+        }
+        let then = then.unwrap_or_else(|| Box::new(|_| {}));
+        let Some((jobs, _)) = &self.writer else {
+            then(false);
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = jobs.send(Job { changes, then }) {
+            self.fail(&CoordinatorError::Storage(
+                "the store writer stopped".into(),
+            ));
+            (job.then)(false);
+        }
     }
 
-    pub fn finish(&mut self, interrupted: bool, report_json: &str) {
-        let status = if interrupted {
-            "interrupted"
-        } else {
-            "completed"
-        };
-        let result = self
-            .store
-            .set_sweep_status(&self.sweep_id, status)
-            .and_then(|()| self.store.put_meta(&self.sweep_id, "report", report_json));
-        self.check(result);
+    /// The changes since the last call: the state of every trial that changed, the attempts the
+    /// commands start, and those that ended.
+    fn changes(&mut self, sweep: &mut Sweep, commands: &[Command]) -> Changes {
+        let changed = sweep.take_changed();
+        let trials = sweep.trials();
+        let changed: Vec<&Trial> = changed.iter().map(|&id| &trials[id as usize]).collect();
+        Changes {
+            started: commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Assign { worker, assignment } => {
+                        Some((assignment.trial_id, assignment.attempt, worker.clone()))
+                    }
+                    Command::Stop { .. } => None,
+                })
+                .collect(),
+            trials: changed.iter().map(|t| row(&self.sweep_id, t)).collect(),
+            points: std::mem::take(&mut self.points),
+            ended: changed
+                .iter()
+                // An attempt ends when its trial is settled, or re-queued after losing it.
+                .filter(|t| {
+                    t.attempt > 0
+                        && (t.is_terminal()
+                            || (t.status == TrialStatus::Queued && t.error.is_some()))
+                })
+                .map(|t| {
+                    (
+                        t.id,
+                        t.attempt,
+                        t.status.as_str().to_string(),
+                        t.error.clone(),
+                    )
+                })
+                .collect(),
+        }
     }
+
+    /// Waits for everything queued to be written and stops the writer; returns its store.
+    pub fn close(&mut self) -> Option<Store> {
+        let (jobs, thread) = self.writer.take()?;
+        drop(jobs);
+        let store = thread.join();
+        if let Some((stop, checkpoints)) = self.checkpoints.take() {
+            drop(stop);
+            let _ = checkpoints.join();
+        }
+        match store {
+            Ok(store) => Some(store),
+            Err(_) => {
+                self.fail(&CoordinatorError::Storage(
+                    "the store writer panicked".into(),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Records the end of the sweep after everything queued; returns the failure, if any.
+    pub fn finish(&mut self, interrupted: bool, report_json: &str) -> Option<String> {
+        if let Some(mut store) = self.close() {
+            if self.failure().is_none() {
+                let status = if interrupted {
+                    "interrupted"
+                } else {
+                    "completed"
+                };
+                let result = store
+                    .set_sweep_status(&self.sweep_id, status)
+                    .and_then(|()| store.put_meta(&self.sweep_id, "report", report_json));
+                if let Err(e) = result {
+                    self.fail(&e);
+                }
+            }
+        }
+        self.failure().map(str::to_string)
+    }
+}
+
+fn fail(failure: &OnceLock<String>, e: &CoordinatorError) {
+    error!(event = "storage_failed", error = %e);
+    let _ = failure.set(e.to_string());
+}
+
+/// Runs `checkpointer` every `period` on a thread of its own until the returned sender drops.
+fn checkpoint_every(
+    checkpointer: Checkpointer,
+    period: Duration,
+) -> Result<(Sender<()>, JoinHandle<()>), CoordinatorError> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("lrsweep-checkpoint".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                // Harmless when it fails: the WAL keeps every commit until the next one.
+                if let Err(e) = checkpointer.run() {
+                    warn!(event = "checkpoint_failed", error = %e);
+                }
+            }
+        })
+        .map_err(|e| CoordinatorError::io("starting the checkpoint thread", e))?;
+    Ok((stop, thread))
+}
+
+/// The writer thread: takes every event queued, commits them in one transaction, then runs their
+/// `then`s in order. Returns the store once the queue is closed and drained.
+fn write_groups(
+    mut store: Store,
+    sweep_id: &str,
+    queue: &Receiver<Job>,
+    failure: &OnceLock<String>,
+) -> Store {
+    while let Ok(first) = queue.recv() {
+        let (changes, thens): (Vec<Changes>, Vec<Then>) = std::iter::once(first)
+            .chain(queue.try_iter())
+            .map(|job| (job.changes, job.then))
+            .unzip();
+        if failure.get().is_none() {
+            if let Err(e) = store.commit(sweep_id, &changes) {
+                fail(failure, &e);
+            }
+        }
+        let committed = failure.get().is_none();
+        for then in thens {
+            then(committed);
+        }
+    }
+    store
 }
 
 fn row(sweep_id: &str, t: &Trial) -> TrialRow {
@@ -218,7 +350,7 @@ mod tests {
     fn play(sweep: &mut Sweep, durable: &mut Durable, stop_after: usize) {
         let mut done = 0;
         let mut commands = sweep.dispatch();
-        durable.sync(sweep, &commands);
+        durable.sync(sweep, &commands, None);
         while let Some(Command::Assign {
             worker,
             assignment: a,
@@ -231,7 +363,7 @@ mod tests {
                     .on_trace(&worker, a.trial_id, a.attempt, &half)
                     .unwrap();
                 durable.append_points(a.trial_id, a.attempt, fresh);
-                durable.sync(sweep, &[]);
+                durable.sync(sweep, &[], None);
                 return;
             }
             let all = points(a.lr, 1, a.steps, a.steps);
@@ -244,7 +376,7 @@ mod tests {
                     .on_completed(&worker, a.trial_id, a.attempt, a.steps)
                     .unwrap(),
             );
-            durable.sync(sweep, &next);
+            durable.sync(sweep, &next, None);
             commands.extend(next);
             done += 1;
         }
@@ -268,13 +400,14 @@ mod tests {
         let spec = spec();
         let mut sweep = Sweep::new(spec.clone());
         sweep.add_worker("w1".into(), "alpha".into(), 1);
-        let mut durable = Durable::new(fresh_store(&spec), "s".into());
+        let mut durable = Durable::new(fresh_store(&spec), "s".into()).unwrap();
         // Round 0 has 4 rates; die during the 6th trial (in round 1).
         play(&mut sweep, &mut durable, 5);
+        let store = durable.close().unwrap();
         assert!(durable.failure().is_none());
 
-        let row = durable.store.sweep("s").unwrap().unwrap();
-        let mut resumed = load_sweep(&durable.store, &row).unwrap();
+        let row = store.sweep("s").unwrap().unwrap();
+        let mut resumed = load_sweep(&store, &row).unwrap();
         assert_eq!(resumed.current_round(), 1);
         let before: Vec<(TrialStatus, u32)> = sweep
             .trials()
@@ -302,7 +435,7 @@ mod tests {
         }
         // Finishing the resumed sweep runs only what was left.
         resumed.add_worker("w9".into(), "beta".into(), 1);
-        let mut durable = Durable::new(durable.store, "s".into());
+        let mut durable = Durable::new(store, "s".into()).unwrap();
         play(&mut resumed, &mut durable, usize::MAX);
         assert!(resumed.is_finished());
         let rerun = resumed.trials().iter().filter(|t| t.attempt > 1).count();
@@ -315,13 +448,87 @@ mod tests {
         let spec = spec();
         let mut sweep = Sweep::new(spec.clone());
         sweep.add_worker("w1".into(), "alpha".into(), 1);
-        let mut durable = Durable::new(fresh_store(&spec), "s".into());
+        let mut durable = Durable::new(fresh_store(&spec), "s".into()).unwrap();
         play(&mut sweep, &mut durable, 2);
-        let mut row = durable.store.sweep("s").unwrap().unwrap();
+        let store = durable.close().unwrap();
+        let mut row = store.sweep("s").unwrap().unwrap();
         let mut other = spec.clone();
         other.search.max_lr = 10.0;
         row.spec_toml = spec_text(&other).unwrap();
-        let err = load_sweep(&durable.store, &row).err().expect("refused");
+        let err = load_sweep(&store, &row).err().expect("refused");
         assert!(err.to_string().contains("cannot resume"), "{err}");
+    }
+
+    /// (event, committed) in the order the writer told each event's `then`.
+    type Told = Arc<std::sync::Mutex<Vec<(u32, bool)>>>;
+
+    fn told() -> (Told, impl Fn(u32) -> Option<Then>) {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tell = {
+            let log = log.clone();
+            move |event: u32| -> Option<Then> {
+                let log = log.clone();
+                Some(Box::new(move |committed| {
+                    log.lock().unwrap().push((event, committed))
+                }))
+            }
+        };
+        (log, tell)
+    }
+
+    #[test]
+    fn commands_wait_for_the_commit_in_event_order() {
+        let spec = spec();
+        let mut sweep = Sweep::new(spec.clone());
+        sweep.add_worker("w1".into(), "alpha".into(), 1);
+        let mut durable = Durable::new(fresh_store(&spec), "s".into()).unwrap();
+        let (log, tell) = told();
+        let commands = sweep.dispatch();
+        durable.sync(&mut sweep, &commands, tell(1));
+        let Some(Command::Assign {
+            worker,
+            assignment: a,
+        }) = commands.first()
+        else {
+            panic!("one assignment: {commands:?}");
+        };
+        let trace = points(a.lr, 1, 10, a.steps);
+        let (_, fresh) = sweep
+            .on_trace(worker, a.trial_id, a.attempt, &trace)
+            .unwrap();
+        durable.append_points(a.trial_id, a.attempt, fresh);
+        durable.sync(&mut sweep, &[], tell(2));
+        // Nothing changed, nothing to send: no job at all.
+        durable.sync(&mut sweep, &[], None);
+        let store = durable.close().unwrap();
+        assert_eq!(*log.lock().unwrap(), vec![(1, true), (2, true)]);
+        assert_eq!(store.points("s", a.trial_id, a.attempt).unwrap().len(), 10);
+        assert_eq!(
+            store.trials("s").unwrap()[a.trial_id as usize].status,
+            "running"
+        );
+    }
+
+    #[test]
+    fn after_a_failed_write_nothing_more_is_written_or_confirmed() {
+        let spec = spec();
+        let mut sweep = Sweep::new(spec.clone());
+        sweep.add_worker("w1".into(), "alpha".into(), 1);
+        // The store has no sweep of this id: the first write fails.
+        let mut durable = Durable::new(fresh_store(&spec), "other".into()).unwrap();
+        let (log, tell) = told();
+        let commands = sweep.dispatch();
+        durable.sync(&mut sweep, &commands, tell(1));
+        durable.close();
+        assert!(
+            durable.failure().unwrap().contains("unknown sweep"),
+            "{:?}",
+            durable.failure()
+        );
+        // Closed: later events are told at once that they will not be committed.
+        sweep.finish_early();
+        durable.sync(&mut sweep, &[], tell(2));
+        assert_eq!(*log.lock().unwrap(), vec![(1, false), (2, false)]);
+        assert!(durable.finish(true, "{}").is_some());
     }
 }

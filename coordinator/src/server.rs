@@ -10,8 +10,8 @@ use lrsweep_proto::cli::{shutdown_signal, LogFormat};
 use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
@@ -85,7 +85,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
         return Ok((
             row.sweep_id.clone(),
             sweep,
-            Durable::new(store, row.sweep_id),
+            Durable::new(store, row.sweep_id)?,
         ));
     }
     let spec = config.spec.clone().unwrap_or_default();
@@ -103,7 +103,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     Ok((
         sweep_id.clone(),
         Sweep::new(spec),
-        Durable::new(store, sweep_id),
+        Durable::new(store, sweep_id)?,
     ))
 }
 
@@ -139,6 +139,10 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         let identity = Identity::from_pem(read_file(&tls.cert)?, read_file(&tls.key)?);
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
+    // With an incoming stream of our own, the builder's tcp_nodelay does not apply: without it
+    // Nagle holds a small write (a stop order) until the previous one is acknowledged, and the
+    // peer's delayed ACK made that up to 40 ms (the p99 of prune latency at 100 workers).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = CoordinatorServer::new(CoordinatorService::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
@@ -147,7 +151,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
                 service,
                 TokenCheck::new(config.token.as_deref()),
             ))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = server_stopped.await;
             }),
     );

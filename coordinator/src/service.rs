@@ -21,7 +21,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn, Instrument};
 
-use crate::durable::Durable;
+use crate::durable::{Durable, Then};
 use crate::sweep::{Command, Sweep, WorkerId};
 use crate::CoordinatorError;
 
@@ -94,9 +94,7 @@ impl Hub {
 
     /// Records the end of the sweep; returns the storage failure that ended it, if one did.
     pub fn finish(&self, interrupted: bool, report_json: &str) -> Option<String> {
-        let mut st = self.lock();
-        st.durable.finish(interrupted, report_json);
-        st.durable.failure().map(str::to_string)
+        self.lock().durable.finish(interrupted, report_json)
     }
 
     /// A poisoned lock means a panic mid-decision; the state is still the best record there is.
@@ -125,10 +123,8 @@ impl Hub {
     /// Stop taking work: nothing more is dispatched and every worker is told to exit.
     pub fn interrupt(&self, reason: &str) {
         let mut st = self.lock();
-        let State { sweep, durable, .. } = &mut *st;
-        sweep.finish_early();
-        durable.sync(sweep, &[]);
-        self.send_shutdown(&mut st, reason);
+        st.sweep.finish_early();
+        self.record_and_send(&mut st, &[], reason);
     }
 
     /// Workers silent or away for longer than the lease lose their trials to others.
@@ -154,44 +150,53 @@ impl Hub {
 
     /// Carries out the sweep's commands, then tells everyone to go home if the sweep is over.
     fn apply(&self, st: &mut State, commands: Vec<Command>) {
-        let State { sweep, durable, .. } = st;
-        durable.sync(sweep, &commands);
-        if durable.failure().is_some() && !sweep.is_finished() {
-            sweep.finish_early();
-        }
-        for command in commands {
-            let (worker, kind) = match command {
-                Command::Assign { worker, assignment } => {
-                    (worker, Down::Assign(assignment.as_ref().into()))
-                }
-                Command::Stop {
-                    worker,
-                    trial,
-                    attempt,
-                    kind,
-                    reason,
-                } => (
-                    worker,
-                    Down::Stop(StopTrial {
-                        trial_id: trial,
-                        attempt,
-                        kind: lrsweep_proto::v1::StopKind::from(kind).into(),
-                        reason: reason.to_string(),
-                    }),
-                ),
-            };
-            // A worker that is away gets no assignments, and learns of a stop when it comes back
-            // (that trial is not resumed).
-            if let Some((_, outbox)) = st.workers.get(&worker).and_then(|w| w.outbox.as_ref()) {
-                let _ = outbox.send(Ok(CoordinatorMessage { kind: Some(kind) }));
-            }
-        }
-        if st.sweep.is_finished() {
-            self.send_shutdown(st, "sweep finished");
-        }
+        self.record_and_send(st, &commands, "sweep finished");
     }
 
-    fn send_shutdown(&self, st: &mut State, reason: &str) {
+    /// Queues what changed for the store, with the messages that follow from it: they go out
+    /// once it is committed, in the order decided. A failed store ends the sweep.
+    fn record_and_send(&self, st: &mut State, commands: &[Command], shutdown_reason: &str) {
+        if st.durable.failure().is_some() && !st.sweep.is_finished() {
+            st.sweep.finish_early();
+        }
+        let mut messages: Vec<(Outbox, CoordinatorMessage)> = commands
+            .iter()
+            .filter_map(|command| {
+                let (worker, kind) = match command {
+                    Command::Assign { worker, assignment } => {
+                        (worker, Down::Assign(assignment.as_ref().into()))
+                    }
+                    Command::Stop {
+                        worker,
+                        trial,
+                        attempt,
+                        kind,
+                        reason,
+                    } => (
+                        worker,
+                        Down::Stop(StopTrial {
+                            trial_id: *trial,
+                            attempt: *attempt,
+                            kind: lrsweep_proto::v1::StopKind::from(*kind).into(),
+                            reason: reason.to_string(),
+                        }),
+                    ),
+                };
+                // A worker that is away gets no assignments, and learns of a stop when it comes
+                // back (that trial is not resumed).
+                let (_, outbox) = st.workers.get(worker)?.outbox.as_ref()?;
+                Some((outbox.clone(), CoordinatorMessage { kind: Some(kind) }))
+            })
+            .collect();
+        if st.sweep.is_finished() {
+            messages.extend(self.shutdown_messages(st, shutdown_reason));
+        }
+        let State { sweep, durable, .. } = st;
+        durable.sync(sweep, commands, deliver(messages));
+    }
+
+    /// A Shutdown for every connected worker; the sweep is done from here on.
+    fn shutdown_messages(&self, st: &mut State, reason: &str) -> Vec<(Outbox, CoordinatorMessage)> {
         if !st.shutdown_sent {
             st.shutdown_sent = true;
             info!(
@@ -200,10 +205,12 @@ impl Hub {
                 reason
             );
         }
-        for (_, outbox) in st.workers.values().filter_map(|w| w.outbox.as_ref()) {
-            let _ = outbox.send(Ok(shutdown_message(reason)));
-        }
         self.done.send_replace(true);
+        st.workers
+            .values()
+            .filter_map(|w| w.outbox.as_ref())
+            .map(|(_, outbox)| (outbox.clone(), shutdown_message(reason)))
+            .collect()
     }
 
     fn register(&self, r: &RegisterRequest) -> Result<RegisterResponse, CoordinatorError> {
@@ -373,6 +380,21 @@ impl Hub {
         self.apply(&mut st, commands);
         Ok(())
     }
+}
+
+/// Sends `messages` once the event that caused them is committed. If it never will be (the store
+/// failed, which ends the sweep) only the Shutdown orders go out.
+fn deliver(messages: Vec<(Outbox, CoordinatorMessage)>) -> Option<Then> {
+    if messages.is_empty() {
+        return None;
+    }
+    Some(Box::new(move |committed| {
+        for (outbox, message) in messages {
+            if committed || matches!(message.kind, Some(Down::Shutdown(_))) {
+                let _ = outbox.send(Ok(message));
+            }
+        }
+    }))
 }
 
 fn shutdown_message(reason: &str) -> CoordinatorMessage {

@@ -9,8 +9,11 @@
 //! ```
 //!
 //! Synthetic traces: a rate at or below `DIVERGENCE_LR` trains like `a + b/step` (with a little
-//! deterministic noise), a larger one grows geometrically so that the coordinator prunes it as
-//! diverged. Exit status: 0 when every simulated worker was released with a Shutdown, 1 when a
+//! deterministic noise); a larger one trains like that until an onset step, then grows
+//! geometrically so that the coordinator prunes it as diverged. The onset comes earlier for
+//! larger rates (at once at 20× the threshold, half-way through the budget just above it): the
+//! largest rates diverge first, so monotone cancellation does not swallow the smaller ones'
+//! divergences, and each diverging trial gives one prune-latency sample. Exit status: 0 when every simulated worker was released with a Shutdown, 1 when a
 //! session failed, 2 for bad arguments, 3 when `--max-seconds` ran out.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +22,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lrsweep_coordinator::prune::TraceMonitor;
+use lrsweep_coordinator::spec::PruningSpec;
+use lrsweep_proto::domain;
 use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
@@ -36,8 +42,6 @@ use tonic::Request;
 const DIVERGENCE_LR: f64 = 0.5;
 /// The loss every synthetic trace starts near (ln 10, an untrained 10-class classifier).
 const INITIAL_LOSS: f64 = 2.3;
-/// The prune latency starts at the first point whose raw loss exceeds this × the initial loss.
-const CROSSING_FACTOR: f64 = 4.0;
 /// Upstream messages a worker may have queued before its sends wait (backpressure).
 const UPSTREAM_QUEUE: usize = 16;
 /// How long a released worker waits for the coordinator to close its stream.
@@ -251,16 +255,20 @@ fn noise(seed: u64, trial: u64, attempt: u32, step: u64) -> f64 {
 /// (train loss, validation loss) of `a` at `step`.
 fn synthetic_loss(seed: u64, a: &AssignTrial, step: u64) -> (f64, f64) {
     let eps = noise(seed, a.trial_id, a.attempt, step);
+    // a + b/step, the floor lowest near lr = 0.1 (a decade off costs 0.2).
+    let floor = 0.1 + 0.2 * (a.lr.log10() + 1.0).powi(2);
+    let stable = |step: u64| floor + (INITIAL_LOSS - 0.1) / step as f64;
     if a.lr > DIVERGENCE_LR {
-        // Grows geometrically, faster for larger rates: ×1.1 per step just above the threshold,
-        // ×1.7 at 20× it. Finite for any budget a test uses (1.7^1000 ≈ 1e230).
-        let growth = 1.1 + 0.2 * (a.lr / DIVERGENCE_LR).ln().min(3.0);
-        let loss = INITIAL_LOSS * growth.powf((step - 1) as f64);
+        // ln of how far above the threshold, 0..3 (3 = 20×).
+        let excess = (a.lr / DIVERGENCE_LR).ln().min(3.0);
+        let onset = 1 + ((a.steps / 2) as f64 * (1.0 - excess / 3.0)) as u64;
+        // Grows geometrically from the onset, faster for larger rates: ×1.1 per step just above
+        // the threshold, ×1.7 at 20× it. Finite for any budget a test uses (1.7^1000 ≈ 1e230).
+        let growth = 1.1 + 0.2 * excess;
+        let loss = stable(step.min(onset)) * growth.powf(step.saturating_sub(onset) as f64);
         (loss * (1.0 + 0.02 * eps), loss)
     } else {
-        // a + b/step, the floor lowest near lr = 0.1 (a decade off costs 0.2).
-        let floor = 0.1 + 0.2 * (a.lr.log10() + 1.0).powi(2);
-        let loss = floor + (INITIAL_LOSS - 0.1) / step as f64;
+        let loss = stable(step);
         (loss * (1.0 + 0.05 * eps), loss)
     }
 }
@@ -285,6 +293,9 @@ struct AttemptRecord {
     /// The StopTrial's reason and kind, if one came.
     stop_reason: Option<String>,
     stop_kind: Option<i32>,
+    /// Seconds from the start to the stop order, and its prune latency when it has one.
+    stopped_at_s: Option<f64>,
+    prune_latency_ms: Option<f64>,
 }
 
 impl AttemptRecord {
@@ -300,6 +311,8 @@ impl AttemptRecord {
             "completed": self.completed,
             "stop_reason": self.stop_reason,
             "stop_kind": self.stop_kind,
+            "stopped_at_s": self.stopped_at_s,
+            "prune_latency_ms": self.prune_latency_ms,
         })
     }
 }
@@ -349,8 +362,10 @@ struct Running {
     /// Index of its record in the worker's list.
     record: usize,
     next_step: u64,
-    initial_loss: Option<f64>,
-    /// When the first point above `CROSSING_FACTOR` × the initial loss was sent.
+    /// The coordinator's own divergence test with the default pruning settings (the benchmark
+    /// specs keep them), so the latency starts at the very point the coordinator prunes on.
+    monitor: TraceMonitor,
+    /// When the point that shows divergence was sent.
     crossed_at: Option<Instant>,
 }
 
@@ -435,6 +450,14 @@ async fn simulated_worker(
     let batch_interval = args
         .points_per_sec
         .map(|p| Duration::from_secs_f64(args.batch as f64 / p));
+    // Real workers are not in step: paced, each sends at its own phase of the batch interval
+    // (a fixed fraction from its index), else N workers assigned at once would all send in the
+    // same millisecond, every interval, for the whole run.
+    let phase = batch_interval
+        .map(|every| {
+            every.mul_f64((mix(args.seed ^ index as u64) >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .unwrap_or_default();
     let records = &shared.attempts[index];
     let mut current: Option<Running> = None;
     let mut next_send = tokio::time::Instant::now();
@@ -482,10 +505,10 @@ async fn simulated_worker(
                             assignment: a,
                             record,
                             next_step: 1,
-                            initial_loss: None,
+                            monitor: TraceMonitor::new(&PruningSpec::default()),
                             crossed_at: None,
                         });
-                        next_send = tokio::time::Instant::now();
+                        next_send = tokio::time::Instant::now() + phase;
                     }
                     Some(Down::Stop(stop)) => {
                         let received = Instant::now();
@@ -500,14 +523,17 @@ async fn simulated_worker(
                             _ => finished.get(&key).copied(),
                         };
                         let divergence = stop.reason == "diverged" || stop.reason == "nan";
+                        let latency_ms = match mine {
+                            Some((_, Some(crossed))) if divergence => {
+                                Some(received.duration_since(crossed).as_secs_f64() * 1e3)
+                            }
+                            _ => None,
+                        };
                         shared.collect(|c| {
                             *c.stop_reasons.entry(stop.reason.clone()).or_default() += 1;
-                            match mine {
-                                Some((_, Some(crossed))) if divergence => c
-                                    .prune_latency_ms
-                                    .push(received.duration_since(crossed).as_secs_f64() * 1e3),
-                                Some(_) => {}
-                                None => c.protocol_surprises += 1,
+                            c.prune_latency_ms.extend(latency_ms);
+                            if mine.is_none() {
+                                c.protocol_surprises += 1;
                             }
                         });
                         if let Some((record, _)) = mine {
@@ -516,6 +542,8 @@ async fn simulated_worker(
                             r.sent_before_stop = r.sent;
                             r.stop_reason = Some(stop.reason.clone());
                             r.stop_kind = Some(stop.kind);
+                            r.stopped_at_s = Some(received.duration_since(shared.started).as_secs_f64());
+                            r.prune_latency_ms = latency_ms;
                         } else {
                             log(Level::Warn, "stop_for_unknown_attempt", json!({
                                 "worker": index, "trial": stop.trial_id, "attempt": stop.attempt,
@@ -547,16 +575,18 @@ async fn simulated_worker(
                 let mut points = Vec::with_capacity((last + 1 - r.next_step) as usize);
                 for step in r.next_step..=last {
                     let (train_loss, val) = synthetic_loss(args.seed, a, step);
-                    let initial = *r.initial_loss.get_or_insert(train_loss);
-                    if r.crossed_at.is_none() && train_loss > CROSSING_FACTOR * initial {
-                        r.crossed_at = Some(Instant::now());
-                    }
-                    points.push(TracePoint {
+                    let point = domain::TracePoint {
                         step,
                         train_loss,
                         lr: a.lr,
                         val_loss: (step % eval_every == 0 || step == a.steps).then_some(val),
-                    });
+                    };
+                    if r.crossed_at.is_none()
+                        && r.monitor.observe(&point).is_some_and(|v| v.is_divergence())
+                    {
+                        r.crossed_at = Some(Instant::now());
+                    }
+                    points.push(TracePoint::from(point));
                 }
                 let n = points.len() as u64;
                 permit.send(up(Up::Trace(TraceBatch {
@@ -849,11 +879,21 @@ mod tests {
         let first = synthetic_loss(7, &stable, 1).0;
         let last = synthetic_loss(7, &stable, 200).0;
         assert!(first > 2.0 && last < 0.2, "{first} {last}");
-        let wild = assignment(1.0);
-        let crossing = (1..200u64)
-            .find(|&s| synthetic_loss(7, &wild, s).0 > 4.0 * synthetic_loss(7, &wild, 1).0)
-            .unwrap();
-        assert!(crossing < 20, "{crossing}");
+        // Larger rates diverge sooner: at once at 20× the threshold, later just above it.
+        let crossing = |lr: f64| {
+            let wild = assignment(lr);
+            (1..=200u64)
+                .find(|&s| synthetic_loss(7, &wild, s).0 > 4.0 * synthetic_loss(7, &wild, 1).0)
+                .unwrap()
+        };
+        assert!(crossing(10.0) < 10, "{}", crossing(10.0));
+        assert!(
+            crossing(1.0) > crossing(2.0),
+            "{} {}",
+            crossing(1.0),
+            crossing(2.0)
+        );
+        assert!(crossing(0.51) < 200, "{}", crossing(0.51));
         assert!(synthetic_loss(7, &assignment(10.0), 200).0.is_finite());
     }
 
