@@ -369,29 +369,6 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records that `attempt` of `trial` started on `worker`. Starting an attempt number again
-    /// (a resumed coordinator re-dispatching it) replaces the earlier record.
-    pub fn start_attempt(
-        &mut self,
-        sweep_id: &str,
-        trial: u64,
-        attempt: u32,
-        worker: &str,
-    ) -> Result<(), CoordinatorError> {
-        start_attempt(&self.conn, sweep_id, trial, attempt, worker)
-    }
-
-    pub fn end_attempt(
-        &mut self,
-        sweep_id: &str,
-        trial: u64,
-        attempt: u32,
-        outcome: &str,
-        error: Option<&str>,
-    ) -> Result<(), CoordinatorError> {
-        end_attempt(&self.conn, sweep_id, trial, attempt, outcome, error)
-    }
-
     /// Appends a batch of points of one attempt in one transaction; returns how many were new
     /// (duplicates on (trial, attempt, step) are ignored, so a resent batch is harmless).
     pub fn append_points(
@@ -528,6 +505,8 @@ fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError>
         .ok_or_else(|| unknown_sweep(sweep_id))
 }
 
+/// Records that `attempt` of `trial` started on `worker`. Starting an attempt number again (a
+/// resumed coordinator re-dispatching it) replaces the earlier record.
 fn start_attempt(
     conn: &Connection,
     sweep_id: &str,
@@ -547,6 +526,7 @@ fn start_attempt(
     Ok(())
 }
 
+/// Records how `attempt` of `trial` ended; it must have been started.
 fn end_attempt(
     conn: &Connection,
     sweep_id: &str,
@@ -1046,15 +1026,31 @@ mod tests {
         ));
     }
 
+    /// Attempt `attempt` of trial 4 of sweep s1 started on `worker`, as the coordinator writes it.
+    fn started(attempt: u32, worker: &str) -> Changes {
+        Changes {
+            started: vec![(4, attempt, worker.into())],
+            ..Changes::default()
+        }
+    }
+
+    /// Attempt `attempt` of trial 4 ended.
+    fn ended(attempt: u32, outcome: &str, error: Option<&str>) -> Changes {
+        Changes {
+            ended: vec![(4, attempt, outcome.into(), error.map(str::to_string))],
+            ..Changes::default()
+        }
+    }
+
     #[test]
     fn attempts_and_their_points_are_kept_apart() {
         let mut store = store_with(&["s1", "s2"]);
-        store.start_attempt("s1", 4, 1, "w1").unwrap();
+        store.commit("s1", &[started(1, "w1")]).unwrap();
         store.append_points("s1", 4, 1, &points(1..=5)).unwrap();
         store
-            .end_attempt("s1", 4, 1, "lost", Some("stream reset"))
+            .commit("s1", &[ended(1, "lost", Some("stream reset"))])
             .unwrap();
-        store.start_attempt("s1", 4, 2, "w2").unwrap();
+        store.commit("s1", &[started(2, "w2")]).unwrap();
         store.append_points("s1", 4, 2, &points(1..=3)).unwrap();
         // Late points of the superseded attempt still land under attempt 1.
         store.append_points("s1", 4, 1, &points(6..=7)).unwrap();
@@ -1100,7 +1096,7 @@ mod tests {
             ]
         );
         assert!(matches!(
-            store.end_attempt("s1", 4, 3, "completed", None),
+            store.commit("s1", &[ended(3, "completed", None)]),
             Err(CoordinatorError::Storage(_))
         ));
         assert!(matches!(
