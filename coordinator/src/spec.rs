@@ -276,9 +276,9 @@ impl SweepSpec {
                 schedule: Default::default(),
                 ..self.trainer.clone()
             };
-            staged.validate().map_err(|(field, reason)| {
-                let field = field.trim_start_matches("optimizer.");
-                CoordinatorError::spec(format!("search.hypergradient.{field}"), reason)
+            staged.validate().map_err(|e| {
+                let field = e.field.trim_start_matches("optimizer.");
+                CoordinatorError::spec(format!("search.hypergradient.{field}"), e.reason)
             })?;
         }
 
@@ -308,7 +308,7 @@ impl SweepSpec {
 
         self.trainer
             .validate()
-            .map_err(|(field, reason)| CoordinatorError::spec(format!("trainer.{field}"), reason))
+            .map_err(|e| CoordinatorError::spec(format!("trainer.{}", e.field), e.reason))
     }
 }
 

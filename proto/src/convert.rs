@@ -77,7 +77,7 @@ impl TryFrom<v1::AssignTrial> for TrialAssignment {
             .map_err(|e| invalid("trainer_json", e.to_string()))?;
         trainer
             .validate()
-            .map_err(|(field, why)| invalid("trainer_json", format!("{field}: {why}")))?;
+            .map_err(|e| invalid("trainer_json", format!("{}: {}", e.field, e.reason)))?;
         Ok(TrialAssignment {
             trial_id: m.trial_id,
             attempt: m.attempt,

@@ -87,7 +87,7 @@ impl OneTrial {
         }
         trainer
             .validate()
-            .map_err(|(field, why)| format!("trainer.{field}: {why}"))?;
+            .map_err(|e| format!("trainer.{}: {}", e.field, e.reason))?;
         let search = table.get("search");
         let spec_steps = match search.and_then(|s| s.get("steps")) {
             None => None,

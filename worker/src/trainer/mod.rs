@@ -57,7 +57,7 @@ impl Trainer {
         let config = &assignment.trainer;
         config
             .validate()
-            .map_err(|(field, why)| WorkerError::InvalidTrial(format!("trainer.{field}: {why}")))?;
+            .map_err(|e| WorkerError::InvalidTrial(format!("trainer.{}: {}", e.field, e.reason)))?;
         let lr = assignment.lr;
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(WorkerError::InvalidTrial(format!(
