@@ -10,8 +10,8 @@ use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
 use crate::durable::load_sweep;
 use crate::report::Report;
 use crate::server::{run, CoordinatorConfig, TlsFiles};
-use crate::spec::SweepSpec;
 use crate::store::Store;
+use lrsweep_proto::spec::SweepSpec;
 
 #[derive(Debug, Parser)]
 #[command(

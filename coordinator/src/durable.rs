@@ -12,10 +12,10 @@ use tracing::{error, warn};
 
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
-use crate::spec::SweepSpec;
 use crate::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
 use crate::sweep::{Command, Sweep, Trial, TrialRecord};
 use crate::CoordinatorError;
+use lrsweep_proto::spec::SweepSpec;
 
 /// Events queued for the writer before `sync` waits: backpressure on the sessions once the
 /// store falls this far behind (about 30k points).
@@ -297,12 +297,7 @@ fn record(store: &Store, row: TrialRow) -> Result<TrialRecord, CoordinatorError>
 
 /// The stored spec of a sweep, parsed.
 pub fn stored_spec(sweep: &SweepRow) -> Result<SweepSpec, CoordinatorError> {
-    SweepSpec::from_toml_str(&sweep.spec_toml)
-}
-
-/// The spec as stored: TOML, so that a person can read it from the database too.
-pub fn spec_text(spec: &SweepSpec) -> Result<String, CoordinatorError> {
-    toml::to_string(spec).map_err(|e| CoordinatorError::Storage(format!("encoding the spec: {e}")))
+    Ok(SweepSpec::from_toml_str(&sweep.spec_toml)?)
 }
 
 /// Rebuilds a stored sweep's state machine from its rows and traces.
@@ -318,14 +313,14 @@ pub fn load_sweep(store: &Store, sweep: &SweepRow) -> Result<Sweep, CoordinatorE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::RungRule;
+    use lrsweep_proto::spec::RungRule;
 
     fn spec() -> SweepSpec {
         let mut spec = SweepSpec::default();
         spec.search.min_lr = 1e-3;
         spec.search.max_lr = 1.0;
         spec.search.rounds = 2;
-        spec.search.candidates_per_round = 3;
+        crate::search::test_support::coarse(&mut spec).candidates_per_round = 3;
         spec.search.steps = vec![50, 100];
         spec.search.data_fraction = vec![0.5, 1.0];
         spec.search.replicates = 1;
@@ -387,7 +382,7 @@ mod tests {
         store
             .create_sweep(&SweepRow {
                 sweep_id: "s".into(),
-                spec_toml: spec_text(spec).unwrap(),
+                spec_toml: spec.to_toml(),
                 status: "running".into(),
                 created_at_ms: 0,
             })
@@ -454,7 +449,7 @@ mod tests {
         let mut row = store.sweep("s").unwrap().unwrap();
         let mut other = spec.clone();
         other.search.max_lr = 10.0;
-        row.spec_toml = spec_text(&other).unwrap();
+        row.spec_toml = other.to_toml();
         let err = load_sweep(&store, &row).err().expect("refused");
         assert!(err.to_string().contains("cannot resume"), "{err}");
     }

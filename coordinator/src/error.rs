@@ -2,11 +2,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
-    /// The search spec is unreadable or holds an impossible value; `field` is its dotted path.
-    #[error("spec: `{field}` {reason}")]
-    Spec { field: String, reason: String },
-    #[error("spec file {path}: {reason}")]
-    SpecFile { path: String, reason: String },
+    /// The search spec is unreadable or holds an impossible value.
+    #[error(transparent)]
+    Spec(#[from] lrsweep_proto::spec::SpecError),
     /// A worker sent something that cannot be right (unknown trial, wrong attempt, bad field).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -33,13 +31,6 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
-    pub fn spec(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CoordinatorError::Spec {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         CoordinatorError::Io {
             context: context.into(),
@@ -51,7 +42,7 @@ impl CoordinatorError {
 impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> Self {
         match e {
-            CoordinatorError::InvalidRequest(_) | CoordinatorError::Spec { .. } => {
+            CoordinatorError::InvalidRequest(_) | CoordinatorError::Spec(_) => {
                 tonic::Status::invalid_argument(e.to_string())
             }
             CoordinatorError::Convert(c) => c.into(),

@@ -7,12 +7,10 @@ pub mod cli;
 pub mod durable;
 pub mod error;
 pub mod prune;
-pub mod range_test;
 pub mod report;
 pub mod search;
 pub mod server;
 pub mod service;
-pub mod spec;
 pub mod store;
 pub mod sweep;
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use lrsweep_proto::domain::TracePoint;
 
-use crate::spec::{PruningSpec, RungRule};
+use lrsweep_proto::spec::{PruningSpec, RungRule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PruneReason {

@@ -15,13 +15,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
-use crate::durable::{load_sweep, spec_text, Durable};
+use crate::durable::{load_sweep, Durable};
 use crate::report::Report;
 use crate::service::{CoordinatorService, Hub, TokenCheck, MAX_MESSAGE_BYTES};
-use crate::spec::SweepSpec;
 use crate::store::{Store, SweepRow};
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
+use lrsweep_proto::spec::SweepSpec;
 
 /// How long workers get to say goodbye after being told the sweep is over.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,7 +65,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     let mut store = Store::open(&config.db)?;
     if let Some(row) = store.resumable_sweep()? {
         if let Some(spec) = &config.spec {
-            if spec_text(spec)? != row.spec_toml {
+            if spec.to_toml() != row.spec_toml {
                 return Err(CoordinatorError::Storage(format!(
                     "{} holds unfinished sweep {} with another spec: run without --spec to finish it, or use another --db",
                     config.db.display(),
@@ -96,7 +96,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     let sweep_id = format!("sweep-{created_at_ms}");
     store.create_sweep(&SweepRow {
         sweep_id: sweep_id.clone(),
-        spec_toml: spec_text(&spec)?,
+        spec_toml: spec.to_toml(),
         status: "running".into(),
         created_at_ms,
     })?;

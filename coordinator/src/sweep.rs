@@ -14,8 +14,8 @@ use crate::prune::{PruneReason, RungBoard, TraceMonitor};
 use crate::search::{
     build_strategy, CurvePoint, Recommendation, RoundPlan, Strategy, TrialResult, TrialStatus,
 };
-use crate::spec::{RungRule, SweepSpec};
 use crate::CoordinatorError;
+use lrsweep_proto::spec::{RungRule, SweepSpec};
 
 pub type WorkerId = String;
 
@@ -164,7 +164,7 @@ impl Trial {
     }
 
     /// Forgets the current attempt's trace: the next attempt starts from scratch.
-    fn reset_trace(&mut self, pruning: &crate::spec::PruningSpec) {
+    fn reset_trace(&mut self, pruning: &lrsweep_proto::spec::PruningSpec) {
         self.steps = 0;
         self.monitor = TraceMonitor::new(pruning);
         self.curve.clear();
@@ -889,7 +889,7 @@ mod tests {
         spec.search.min_lr = 1e-3;
         spec.search.max_lr = 1.0;
         spec.search.rounds = 2;
-        spec.search.candidates_per_round = 3;
+        crate::search::test_support::coarse(&mut spec).candidates_per_round = 3;
         spec.search.steps = vec![100, 200];
         spec.search.data_fraction = vec![0.5, 1.0];
         spec.search.replicates = 2;

@@ -4,13 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use lrsweep_coordinator::durable::spec_text;
 use lrsweep_coordinator::prune::{PruneReason, RungBoard, TraceMonitor};
 use lrsweep_coordinator::search::TrialStatus;
-use lrsweep_coordinator::spec::{PruningSpec, RungRule, Strategy as Search, SweepSpec};
 use lrsweep_coordinator::sweep::{Command, Sweep, DEFAULT_MAX_ATTEMPTS};
 use lrsweep_coordinator::CoordinatorError;
 use lrsweep_proto::domain::{StopKind, TracePoint};
+use lrsweep_proto::spec::{PruningSpec, RungRule, SpecError, StrategySpec, SweepSpec};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -40,17 +39,27 @@ fn check_accepted(spec: &SweepSpec) -> Result<(), TestCaseError> {
         s.max_lr
     );
     prop_assert!(s.min_lr < s.max_lr);
-    prop_assert!(s.rounds >= 1 && s.candidates_per_round >= 2);
-    prop_assert!(s.resolution.is_finite() && s.resolution > 1.0);
+    prop_assert!(s.rounds >= 1);
+    if let Some(c) = s.coarse_to_fine() {
+        prop_assert!(c.candidates_per_round >= 2);
+        prop_assert!(c.resolution.is_finite() && c.resolution > 1.0);
+    }
     prop_assert!(!s.steps.is_empty() && s.steps.len() <= s.rounds as usize);
     prop_assert!(s.steps.iter().all(|&v| v > 0));
     prop_assert!(s.steps.windows(2).all(|w| w[1] >= w[0]));
     prop_assert!(!s.data_fraction.is_empty() && s.data_fraction.len() <= s.rounds as usize);
     prop_assert!(s.data_fraction.iter().all(|&f| f > 0.0 && f <= 1.0));
     prop_assert!(s.data_fraction.windows(2).all(|w| w[1] >= w[0]));
-    prop_assert!(s.replicates >= 1 && s.eval_every >= 1 && s.range_steps >= 2);
-    prop_assert!(s.shards >= 1 && s.random_trials >= 1);
-    prop_assert!(!(s.strategy == Search::RangeTest && s.refine && s.rounds < 2));
+    prop_assert!(s.replicates >= 1 && s.eval_every >= 1);
+    match &s.strategy {
+        StrategySpec::RangeTest(r) => {
+            prop_assert!(r.range_steps >= 2 && r.shards >= 1);
+            prop_assert!(!(r.refine.is_some() && s.rounds < 2));
+        }
+        StrategySpec::Random(r) => prop_assert!(r.random_trials >= 1),
+        StrategySpec::Grid(g) => prop_assert!(g.resolution.is_finite() && g.resolution > 1.0),
+        StrategySpec::CoarseToFine(_) => {}
+    }
     let p = &spec.pruning;
     prop_assert!(p.divergence_factor.is_finite() && p.divergence_factor > 1.0);
     prop_assert!((0.0..1.0).contains(&p.smoothing));
@@ -73,7 +82,7 @@ fn check_accepted(spec: &SweepSpec) -> Result<(), TestCaseError> {
     }
     TraceMonitor::new(p);
     // The stored spec text reads back as the same spec (resume compares them).
-    let text = spec_text(spec).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let text = spec.to_toml();
     let again = SweepSpec::from_toml_str(&text)
         .map_err(|e| TestCaseError::fail(format!("{e} reading back:\n{text}")))?;
     prop_assert_eq!(&again, spec, "round trip through\n{}", text);
@@ -83,7 +92,7 @@ fn check_accepted(spec: &SweepSpec) -> Result<(), TestCaseError> {
 fn check_parse(text: &str) -> Result<(), TestCaseError> {
     match SweepSpec::from_toml_str(text) {
         Ok(spec) => check_accepted(&spec),
-        Err(CoordinatorError::Spec { field, reason }) => {
+        Err(SpecError::Invalid { field, reason, .. }) => {
             prop_assert!(!field.is_empty() && !reason.is_empty());
             Ok(())
         }
@@ -720,12 +729,7 @@ fn event() -> impl Strategy<Value = Event> {
 
 fn sweep_spec() -> impl Strategy<Value = SweepSpec> {
     (
-        prop::sample::select(vec![
-            Search::CoarseToFine,
-            Search::Grid,
-            Search::Random,
-            Search::RangeTest,
-        ]),
+        prop::sample::select(vec!["coarse-to-fine", "grid", "random", "range-test"]),
         prop::sample::select(vec![
             RungRule::Dominated,
             RungRule::Asha,
@@ -737,22 +741,19 @@ fn sweep_spec() -> impl Strategy<Value = SweepSpec> {
         any::<bool>(),
     )
         .prop_map(|(strategy, rule, replicates, min_peers, refine)| {
-            let mut spec = SweepSpec::default();
-            let s = &mut spec.search;
-            s.strategy = strategy;
-            s.min_lr = 1e-3;
-            s.max_lr = 1.0;
-            s.rounds = 2;
-            s.candidates_per_round = 3;
-            s.resolution = 2.0;
-            s.steps = vec![8, 16];
-            s.data_fraction = vec![0.5, 1.0];
-            s.replicates = replicates;
-            s.eval_every = 4;
-            s.range_steps = 8;
-            s.shards = 2;
-            s.refine = refine;
-            s.random_trials = 4;
+            let own = match strategy {
+                "coarse-to-fine" => "candidates_per_round = 3\nresolution = 2.0".to_string(),
+                "grid" => "resolution = 2.0".to_string(),
+                "random" => "random_trials = 4".to_string(),
+                _ if refine => "range_steps = 8\nshards = 2\nrefine = true\ncandidates_per_round = 3\nresolution = 2.0".to_string(),
+                _ => "range_steps = 8\nshards = 2".to_string(),
+            };
+            let mut spec = SweepSpec::from_toml_str(&format!(
+                "[search]\nstrategy = \"{strategy}\"\nmin_lr = 1e-3\nmax_lr = 1.0\nrounds = 2\n\
+                 steps = [8, 16]\ndata_fraction = [0.5, 1.0]\nreplicates = {replicates}\n\
+                 eval_every = 4\n{own}"
+            ))
+            .expect("a valid spec");
             spec.pruning.rule = rule;
             spec.pruning.min_peers = min_peers;
             spec.validate().expect("a valid spec");
@@ -1165,16 +1166,11 @@ proptest! {
 /// workers nothing else would call `advance` again.
 #[test]
 fn a_trial_failed_on_reconnect_still_ends_its_round() {
-    let mut spec = SweepSpec::default();
-    spec.search.strategy = Search::Grid;
-    spec.search.min_lr = 0.1;
-    spec.search.max_lr = 0.2;
-    spec.search.resolution = 4.0;
-    spec.search.rounds = 1;
-    spec.search.steps = vec![10];
-    spec.search.data_fraction = vec![1.0];
-    spec.search.replicates = 1;
-    spec.validate().unwrap();
+    let spec = SweepSpec::from_toml_str(
+        "[search]\nstrategy = \"grid\"\nmin_lr = 0.1\nmax_lr = 0.2\nresolution = 4.0\n\
+         rounds = 1\nsteps = [10]\ndata_fraction = [1.0]\nreplicates = 1",
+    )
+    .unwrap();
     let mut sweep = Sweep::new(spec);
     assert_eq!(sweep.trials().len(), 2);
     sweep.set_max_attempts(1);

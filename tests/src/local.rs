@@ -17,9 +17,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use lrsweep_coordinator::report::Report;
-use lrsweep_coordinator::spec::SweepSpec;
 use lrsweep_coordinator::sweep::{Command, Sweep, WorkerId};
 use lrsweep_proto::domain::{TracePoint, TrainerConfig, TrialAssignment, TrialId};
+use lrsweep_proto::spec::SweepSpec;
 use lrsweep_worker::trainer::{run_trial, PreparedData};
 
 /// Points per trace batch, as the real worker sends them.

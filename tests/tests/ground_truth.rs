@@ -13,9 +13,9 @@
 
 use lrsweep_coordinator::report::Report;
 use lrsweep_coordinator::search::TrialStatus;
-use lrsweep_coordinator::spec::SweepSpec;
 use lrsweep_coordinator::sweep::{Sweep, Trial};
 use lrsweep_proto::domain::OptimizerSpec;
+use lrsweep_proto::spec::SweepSpec;
 use lrsweep_tests::local::run_in_process;
 use lrsweep_worker::trainer::PreparedData;
 

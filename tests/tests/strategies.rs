@@ -1,6 +1,6 @@
 //! Strategy options end to end with the real trainer, in-process (tests/src/local.rs).
 
-use lrsweep_coordinator::spec::SweepSpec;
+use lrsweep_proto::spec::SweepSpec;
 use lrsweep_tests::local::run_in_process;
 
 #[test]

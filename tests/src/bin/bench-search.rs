@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lrsweep_coordinator::report::Report;
-use lrsweep_coordinator::search::{SingleRound, Strategy};
-use lrsweep_coordinator::spec::SweepSpec;
+use lrsweep_coordinator::search::build_strategy;
+use lrsweep_proto::spec::SweepSpec;
 use lrsweep_tests::local::run_in_process;
 use lrsweep_worker::one_trial::OneTrial;
 use lrsweep_worker::trainer::{run_trial, PreparedData};
@@ -482,7 +482,7 @@ fn main() {
             let data = Arc::new(PreparedData::prepare(&trial.trainer).expect("data prepares"));
             let grid_spec = SweepSpec::from_toml_str(&problem.sweep_spec("grid", seed, 1))
                 .expect("the grid spec is valid");
-            let lrs = SingleRound::grid(&grid_spec).first_round().lrs;
+            let lrs = build_strategy(&grid_spec).first_round().lrs;
             grid_rates = lrs.len();
             grid_steps = lrs.len() as u64 * problem.full_steps;
             let t0 = Instant::now();

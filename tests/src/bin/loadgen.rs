@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lrsweep_coordinator::prune::TraceMonitor;
-use lrsweep_coordinator::spec::PruningSpec;
 use lrsweep_proto::domain;
+use lrsweep_proto::spec::PruningSpec;
 use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;

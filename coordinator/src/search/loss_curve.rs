@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::search::CurvePoint;
+use super::outcome::CurvePoint;
 
 /// fastai drops this many points at the end: the last steps before the stop are the blow-up.
 const TRIM_END: usize = 5;
@@ -186,9 +186,10 @@ fn longest_descent(curve: &[LossPoint]) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
     use crate::prune::TraceMonitor;
-    use crate::search::{build_strategy, SplitMix64, TrialResult, TrialStatus};
-    use crate::spec::{PruningSpec, Strategy as Kind, SweepSpec};
+    use crate::search::single_round::SplitMix64;
+    use crate::search::{build_strategy, TrialResult, TrialStatus};
     use lrsweep_proto::domain::{ScheduleSpec, TracePoint};
+    use lrsweep_proto::spec::{PruningSpec, SweepSpec};
 
     fn curve(start_step: u64, losses: &[f64]) -> Vec<CurvePoint> {
         losses
@@ -384,8 +385,7 @@ mod tests {
     /// range-test plan (1e-7 → 10 over 100 steps, exponential, 2 shards), one simulated run per
     /// shard (shard r draws its noise from seed `seed + r`, its own data).
     fn max_stable_over_truth(lambda_max: f64, sigma: f64, seed: u64) -> f64 {
-        let mut spec = SweepSpec::default();
-        spec.search.strategy = Kind::RangeTest;
+        let spec = SweepSpec::from_toml_str("[search]\nstrategy = \"range-test\"").unwrap();
         let mut strategy = build_strategy(&spec);
         let plan = strategy.first_round();
         let Some(ScheduleSpec::RangeTest { end_lr, .. }) = plan.schedule else {
