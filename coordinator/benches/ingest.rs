@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lrsweep_coordinator::store::{PointBatch, Store, SweepRow};
+use lrsweep_coordinator::storage::store::{PointBatch, Store, SweepRow};
 use lrsweep_proto::domain::TracePoint;
 
 const POINTS: usize = 1_000_000;

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
 
-use crate::durable::load_sweep;
 use crate::report::Report;
 use crate::server::{run, CoordinatorConfig, TlsFiles};
-use crate::store::Store;
+use crate::storage::load_sweep;
+use crate::storage::Store;
+use crate::sweep::SweepStatus;
 use lrsweep_proto::spec::SweepSpec;
 
 #[derive(Debug, Parser)]
@@ -124,7 +125,9 @@ pub fn main() -> ExitCode {
         }
     };
     match block_on(run(config)) {
-        Ok(report) if report.recommendation.is_none() && report.outcome == "completed" => {
+        Ok(report)
+            if report.recommendation.is_none() && report.outcome == SweepStatus::Completed =>
+        {
             print!("{}", report.summary());
             eprintln!("error: no learning rate can be recommended: no trial trained without diverging or failing (see the report)");
             ExitCode::FAILURE
@@ -159,8 +162,8 @@ fn rebuild_report(
     })?;
     let sweep = load_sweep(&store, &row)?;
     let mut report = Report::from_sweep(&row.sweep_id, &sweep);
-    if row.status != "completed" {
-        report.outcome = "interrupted";
+    if row.status != SweepStatus::Completed {
+        report.outcome = SweepStatus::Interrupted;
     }
     report.write(out)?;
     Ok(report.summary())

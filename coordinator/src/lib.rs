@@ -1,17 +1,23 @@
-//! The lrsweep coordinator: plans a coarse-to-fine learning-rate search, dispatches trials to
-//! workers over gRPC, prunes from their streamed traces, and ends with a recommendation.
+//! The lrsweep coordinator: plans a learning-rate search, dispatches trials to workers over
+//! gRPC, prunes from their streamed traces, and ends with a recommendation.
 //!
-//! Decisions are pure (`spec`, `search`, `prune`, `sweep`); `service` and `server` drive them.
+//! Decisions are pure: `search` (a file per strategy), `prune` (divergence and rung rules) and
+//! `sweep` (the state machine, which records every change it decides). Driven by thin async
+//! layers: `hub` (one task owns the sweep, fed by channels), `service` (the gRPC face) and
+//! `auth`, `storage` (SQLite and the writer that keeps the sweep there), `server` (`run`), with
+//! `local_workers`, `report` and `cli`.
 
+pub mod auth;
 pub mod cli;
-pub mod durable;
 pub mod error;
+pub mod hub;
+pub mod local_workers;
 pub mod prune;
 pub mod report;
 pub mod search;
 pub mod server;
 pub mod service;
-pub mod store;
+pub mod storage;
 pub mod sweep;
 
 pub use error::CoordinatorError;

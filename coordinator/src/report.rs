@@ -6,14 +6,14 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::search::{Recommendation, TrialStatus};
-use crate::sweep::Sweep;
+use crate::sweep::{Sweep, SweepStatus};
 use crate::CoordinatorError;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub sweep_id: String,
     /// `completed`, or `interrupted` when the coordinator was stopped before the search ended.
-    pub outcome: &'static str,
+    pub outcome: SweepStatus,
     /// best_lr, best_loss, max_stable_lr, suggested_min_lr, suggested_max_lr, and steep_lr,
     /// valley_lr, hypergradient where they apply; none of them when nothing could be
     /// recommended.
@@ -63,9 +63,9 @@ impl Report {
         Report {
             sweep_id: sweep_id.to_string(),
             outcome: if sweep.was_interrupted() {
-                "interrupted"
+                SweepStatus::Interrupted
             } else {
-                "completed"
+                SweepStatus::Completed
             },
             recommendation: sweep.recommendation(),
             search: sweep.search_report(),
@@ -161,7 +161,7 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "outcome          {}", self.outcome);
+        let _ = writeln!(out, "outcome          {}", self.outcome.as_str());
         let Some(rec) = &self.recommendation else {
             let _ = writeln!(
                 out,

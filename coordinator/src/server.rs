@@ -3,28 +3,28 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lrsweep_proto::cli::{shutdown_signal, LogFormat};
+use lrsweep_proto::spec::SweepSpec;
 use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
-use crate::durable::{load_sweep, Durable};
+use crate::auth::TokenCheck;
+use crate::hub::Hub;
+use crate::local_workers::{reap, spawn_local_workers};
 use crate::report::Report;
-use crate::service::{CoordinatorService, Hub, TokenCheck, MAX_MESSAGE_BYTES};
-use crate::store::{Store, SweepRow};
-use crate::sweep::Sweep;
+use crate::service::{CoordinatorService, MAX_MESSAGE_BYTES};
+use crate::storage::{load_sweep, Durable, Store, SweepRow};
+use crate::sweep::{Sweep, SweepStatus};
 use crate::CoordinatorError;
-use lrsweep_proto::spec::SweepSpec;
 
 /// How long workers get to say goodbye after being told the sweep is over.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -74,7 +74,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
             }
         }
         let sweep = load_sweep(&store, &row)?;
-        store.set_sweep_status(&row.sweep_id, "running")?;
+        store.set_sweep_status(&row.sweep_id, SweepStatus::Running)?;
         info!(
             event = "sweep_resumed",
             sweep = %row.sweep_id,
@@ -97,7 +97,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     store.create_sweep(&SweepRow {
         sweep_id: sweep_id.clone(),
         spec_toml: spec.to_toml(),
-        status: "running".into(),
+        status: SweepStatus::Running,
         created_at_ms,
     })?;
     Ok((
@@ -107,11 +107,21 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
     ))
 }
 
+/// Serves the sweep until it ends or a shutdown signal arrives; writes the report.
 pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> {
-    let (sweep_id, mut sweep, durable) = open_sweep(&config)?;
+    let (sweep_id, sweep, durable) = open_sweep(&config)?;
     let span = tracing::info_span!("sweep", sweep = %sweep_id);
-    let _guard = span.enter();
+    serve(config, sweep_id, sweep, durable)
+        .instrument(span)
+        .await
+}
 
+async fn serve(
+    config: CoordinatorConfig,
+    sweep_id: String,
+    mut sweep: Sweep,
+    durable: Durable,
+) -> Result<Report, CoordinatorError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::io(format!("binding {}", config.listen), e))?;
@@ -119,18 +129,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         .local_addr()
         .map_err(|e| CoordinatorError::io("reading bound address", e))?;
     sweep.set_max_attempts(config.max_attempts);
-    let hub = Hub::new(sweep_id.clone(), sweep, durable, config.lease);
-    let reaper = {
-        let hub = hub.clone();
-        let every = (config.lease / 4).max(Duration::from_millis(50));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                hub.expire_leases(std::time::Instant::now());
-            }
-        })
-    };
+    let (hub, hub_task) = Hub::start(sweep_id.clone(), sweep, durable, config.lease);
     info!(event = "listening", addr = %addr, report = %config.report_path.display());
 
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -143,7 +142,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     // Nagle holds a small write (a stop order) until the previous one is acknowledged, and the
     // peer's delayed ACK made that up to 40 ms (the p99 of prune latency at 100 workers).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let service = CoordinatorServer::new(CoordinatorService::new(hub.clone()))
+    let service = CoordinatorServer::new(CoordinatorService::new(hub.clone(), sweep_id.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
         builder
@@ -153,7 +152,8 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
             ))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = server_stopped.await;
-            }),
+            })
+            .in_current_span(),
     );
 
     let mut children = spawn_local_workers(&config, addr)?;
@@ -163,16 +163,15 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         _ = done.wait_for(|d| *d) => {}
         () = shutdown_signal() => {
             warn!(event = "shutdown_requested");
-            hub.interrupt("coordinator shutting down");
+            hub.interrupt("coordinator shutting down").await;
         }
     }
 
     // Give workers a moment to read their shutdown order and hang up.
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    while hub.connected_workers() > 0 && tokio::time::Instant::now() < deadline {
+    while hub.connected_workers().await > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    reaper.abort();
     let _ = stop_server.send(());
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(Err(e))) => warn!(event = "server_error", error = %e),
@@ -183,15 +182,27 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         reap(child).await;
     }
 
-    let report = hub.with_sweep(|sweep| Report::from_sweep(&sweep_id, sweep));
+    hub.close().await;
+    let (sweep, mut durable) = hub_task
+        .await
+        .map_err(|e| CoordinatorError::Storage(format!("the hub stopped: {e}")))?;
+    let report = Report::from_sweep(&sweep_id, &sweep);
     let json = report.to_json();
-    if let Some(failure) = hub.finish(report.outcome != "completed", &json) {
-        report.write(&config.report_path)?;
+    let interrupted = report.outcome != SweepStatus::Completed;
+    // Joining the store's writer and the last writes wait on SQLite: off the runtime's threads.
+    let span = tracing::Span::current();
+    let failure = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        durable.finish(interrupted, &json)
+    })
+    .await
+    .map_err(|e| CoordinatorError::Storage(format!("the store writer stopped: {e}")))?;
+    report.write(&config.report_path)?;
+    if let Some(failure) = failure {
         return Err(CoordinatorError::Storage(format!(
             "the sweep was stopped because the database failed: {failure}"
         )));
     }
-    report.write(&config.report_path)?;
     info!(
         event = "recommendation",
         best_lr = report.recommendation.as_ref().map(|r| r.best_lr),
@@ -202,73 +213,4 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         report = %config.report_path.display(),
     );
     Ok(report)
-}
-
-fn spawn_local_workers(
-    config: &CoordinatorConfig,
-    addr: SocketAddr,
-) -> Result<Vec<Child>, CoordinatorError> {
-    if config.local_workers == 0 {
-        return Ok(Vec::new());
-    }
-    let bin = match &config.worker_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| CoordinatorError::io("locating this executable", e))?
-            .with_file_name(format!("lrsweep-worker{}", std::env::consts::EXE_SUFFIX)),
-    };
-    if !bin.is_file() {
-        return Err(CoordinatorError::io(
-            format!(
-                "local workers need the worker binary at {} (build it with `cargo build --release -p lrsweep-worker`, or pass --worker-bin)",
-                bin.display()
-            ),
-            std::io::ErrorKind::NotFound.into(),
-        ));
-    }
-    let format = match config.log_format {
-        LogFormat::Text => "text",
-        LogFormat::Json => "json",
-    };
-    (0..config.local_workers)
-        .map(|i| {
-            let mut command = Command::new(&bin);
-            match &config.tls {
-                // The certificate must name the listen address for local workers to accept it.
-                Some(tls) => command
-                    .arg("--coordinator")
-                    .arg(format!("https://{addr}"))
-                    .arg("--ca")
-                    .arg(&tls.cert),
-                None => command.arg("--coordinator").arg(format!("http://{addr}")),
-            };
-            let child = command
-                .arg("--name")
-                .arg(format!("local-{i}"))
-                .arg("--log-format")
-                .arg(format)
-                // Through the environment, so the token does not show in `ps`.
-                .envs(config.token.as_ref().map(|t| ("LRSWEEP_TOKEN", t.as_str())))
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| CoordinatorError::io(format!("starting {}", bin.display()), e))?;
-            info!(event = "local_worker_started", name = %format!("local-{i}"), pid = child.id());
-            Ok(child)
-        })
-        .collect()
-}
-
-/// Local workers exit by themselves on the shutdown order; one that doesn't is killed.
-async fn reap(child: &mut Child) {
-    match tokio::time::timeout(DRAIN_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) if !status.success() => {
-            warn!(event = "local_worker_exited", pid = child.id(), status = %status)
-        }
-        Ok(_) => {}
-        Err(_) => {
-            warn!(event = "local_worker_killed", pid = child.id());
-            let _ = child.kill().await;
-        }
-    }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use lrsweep_coordinator::prune::{PruneReason, RungBoard, TraceMonitor};
 use lrsweep_coordinator::search::TrialStatus;
-use lrsweep_coordinator::sweep::{Command, Sweep, DEFAULT_MAX_ATTEMPTS};
+use lrsweep_coordinator::sweep::{Change, Command, Sweep, DEFAULT_MAX_ATTEMPTS};
 use lrsweep_coordinator::CoordinatorError;
 use lrsweep_proto::domain::{StopKind, TracePoint};
 use lrsweep_proto::spec::{PruningSpec, RungRule, SpecError, StrategySpec, SweepSpec};
@@ -835,12 +835,26 @@ impl World {
     ) -> Result<Vec<Command>, TestCaseError> {
         let before = self.sweep.trials().get(trial as usize).map(|t| t.steps);
         match self.sweep.on_trace(worker, trial, attempt, points) {
-            Ok((commands, accepted)) => {
+            Ok(commands) => {
+                let accepted: Vec<TracePoint> = self
+                    .sweep
+                    .take_changes()
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        Change::PointsAccepted {
+                            trial: t,
+                            attempt: a,
+                            points,
+                        } if t == trial && a == attempt => Some(points),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
                 // What is accepted is the tail of the batch past the steps already had.
                 // (Compared by step: a NaN loss is not equal to itself.)
                 prop_assert!(accepted.len() <= points.len());
                 let tail = &points[points.len() - accepted.len()..];
-                prop_assert!(tail.iter().zip(accepted).all(|(a, b)| a.step == b.step));
+                prop_assert!(tail.iter().zip(&accepted).all(|(a, b)| a.step == b.step));
                 if let Some(last) = accepted.last() {
                     let before = before.expect("points accepted for a trial that exists");
                     prop_assert!(accepted.iter().all(|p| p.step > before));
@@ -988,10 +1002,13 @@ impl World {
                 let Some((worker, trial, attempt)) = self.aim(*pick, *bogus) else {
                     return Ok(Vec::new());
                 };
-                sweep_result(
-                    self.sweep
-                        .on_failed(&worker, trial, attempt, "synthetic failure"),
-                )?
+                sweep_result(self.sweep.on_failed(
+                    &worker,
+                    trial,
+                    attempt,
+                    "synthetic failure",
+                    false,
+                ))?
             }
         })
     }

@@ -143,7 +143,7 @@ impl Driver {
             if batch.is_empty() {
                 return;
             }
-            let (answer, _) = sweep
+            let answer = sweep
                 .borrow_mut()
                 .on_trace(worker, a.trial_id, a.attempt, batch)
                 .unwrap_or_else(|e| {
@@ -195,7 +195,7 @@ impl Driver {
 
     fn fail(&mut self, sweep: &mut Sweep, worker: &str, a: &TrialAssignment, error: &str) {
         let answer = sweep
-            .on_failed(worker, a.trial_id, a.attempt, error)
+            .on_failed(worker, a.trial_id, a.attempt, error, false)
             .unwrap_or_else(|e| {
                 panic!(
                     "trial {} attempt {}: failure rejected: {e}",
@@ -229,7 +229,10 @@ mod tests {
              replicates = 2\neval_every = 50",
         );
         let (sweep, report) = run_in_process(&spec, 3);
-        assert!(sweep.is_finished() && report.outcome == "completed");
+        assert!(
+            sweep.is_finished()
+                && report.outcome == lrsweep_coordinator::sweep::SweepStatus::Completed
+        );
         assert_eq!(report.rounds, 2);
         assert!(sweep
             .trials()

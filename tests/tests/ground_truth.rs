@@ -175,7 +175,10 @@ fn coarse_to_fine_max_stable_lr_lies_within_half_of_the_gd_limit() {
     for problem in [WIDE, NARROW, ILL, STANDARDIZED] {
         let (spec, sweep, report) = coarse_to_fine(problem, 0.0);
         let limit = threshold(&spec);
-        assert!(sweep.is_finished() && report.outcome == "completed");
+        assert!(
+            sweep.is_finished()
+                && report.outcome == lrsweep_coordinator::sweep::SweepStatus::Completed
+        );
         let ratio = max_stable_of(&report).expect("a recommendation") / limit;
         eprintln!(
             "coarse-to-fine, {problem:?}: limit {limit:.4}, max_stable_lr = {ratio:.3} × limit"

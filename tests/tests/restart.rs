@@ -611,8 +611,8 @@ fn report_is_rebuilt_from_the_database_alone() {
     assert_eq!(&bytes[..16], b"SQLite format 3\0");
     assert_eq!(
         &bytes[60..64],
-        &1u32.to_be_bytes(),
-        "schema version 1 expected"
+        &(lrsweep_coordinator::storage::store::SCHEMA_VERSION as u32).to_be_bytes(),
+        "the current schema version expected"
     );
     bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
     let future = s.path("future.db");

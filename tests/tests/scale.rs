@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lrsweep_coordinator::store::Store;
+use lrsweep_coordinator::storage::store::Store;
 use lrsweep_tests::{read_json, Proc, Setup};
 use serde_json::Value;
 
@@ -88,7 +88,7 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
 
     let store = Store::open(Path::new(&setup.db)).unwrap();
     let sweep = store.latest_sweep().unwrap().expect("the sweep is stored");
-    assert_eq!(sweep.status, "completed");
+    assert_eq!(sweep.status.as_str(), "completed");
     let stored_total = store.point_count(&sweep.sweep_id).unwrap();
     let trials = store.trials(&sweep.sweep_id).unwrap();
     assert_eq!(trials.len(), 547);
@@ -96,7 +96,12 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
     // Every trial ended, and the large rates were pruned for divergence.
     let statuses: HashMap<u64, (&str, Option<&str>)> = trials
         .iter()
-        .map(|t| (t.id, (t.status.as_str(), t.prune_reason.as_deref())))
+        .map(|t| {
+            (
+                t.id,
+                (t.status.as_str(), t.prune_reason.map(|r| r.as_str())),
+            )
+        })
         .collect();
     for t in &trials {
         assert!(
@@ -104,13 +109,13 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
             "trial {} (lr {}) ended {}",
             t.id,
             t.lr,
-            t.status
+            t.status.as_str()
         );
     }
     let diverged: Vec<_> = trials
         .iter()
         .filter(|t| {
-            t.status == "pruned" && matches!(t.prune_reason.as_deref(), Some("diverged" | "nan"))
+            t.status.as_str() == "pruned" && t.prune_reason.is_some_and(|r| r.is_divergence())
         })
         .collect();
     assert!(!diverged.is_empty(), "no trial was pruned as diverged");
@@ -121,7 +126,7 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
     assert!(trials
         .iter()
         .filter(|t| t.lr <= 0.5)
-        .all(|t| t.status == "completed" && t.steps == t.budget));
+        .all(|t| t.status.as_str() == "completed" && t.steps == t.budget));
     // Per attempt: points of completed attempts are all stored; of stopped ones, at least those
     // sent before the stop order arrived (and never more than were sent).
     let attempts: Vec<Value> = serde_json::from_value(read_json(&attempts_path)).unwrap();
@@ -164,7 +169,10 @@ fn two_hundred_workers_stream_at_once_and_no_point_is_dropped() {
         .count();
     assert_eq!(
         completed_clean,
-        trials.iter().filter(|t| t.status == "completed").count()
+        trials
+            .iter()
+            .filter(|t| t.status.as_str() == "completed")
+            .count()
     );
     assert_eq!(
         accounted, stored_total,

@@ -16,7 +16,7 @@ pub enum TrialStatus {
 }
 
 impl TrialStatus {
-    const ALL: [TrialStatus; 6] = [
+    pub const ALL: [TrialStatus; 6] = [
         TrialStatus::Queued,
         TrialStatus::Running,
         TrialStatus::Completed,
@@ -25,7 +25,7 @@ impl TrialStatus {
         TrialStatus::Cancelled,
     ];
 
-    pub fn as_str(&self) -> &'static str {
+    pub const fn as_str(&self) -> &'static str {
         match self {
             TrialStatus::Queued => "queued",
             TrialStatus::Running => "running",

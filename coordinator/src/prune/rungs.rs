@@ -1,150 +1,11 @@
-//! Pruning decisions from streamed loss traces (method.md §4), pure and per point: a
-//! [`TraceMonitor`] per trial catches NaN and divergence from the trial's own trace, a
-//! [`RungBoard`] per round compares trials against each other at milestone steps.
+//! Trials of one round against each other at milestone steps: ASHA, the median rule and the
+//! dominated rule.
 
-use std::collections::{HashMap, VecDeque};
-
-use lrsweep_proto::domain::TracePoint;
+use std::collections::HashMap;
 
 use lrsweep_proto::spec::{PruningSpec, RungRule};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PruneReason {
-    Nan,
-    Diverged,
-    Rung,
-    Median,
-    /// A smaller rate of the round did better at a rung.
-    Dominated,
-    /// A smaller rate diverged, so by monotone stability this one would too.
-    CancelledByMonotonicity,
-}
-
-impl PruneReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PruneReason::Nan => "nan",
-            PruneReason::Diverged => "diverged",
-            PruneReason::Rung => "rung",
-            PruneReason::Median => "median",
-            PruneReason::Dominated => "dominated",
-            PruneReason::CancelledByMonotonicity => "cancelled-by-monotonicity",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PruneReason> {
-        [
-            PruneReason::Nan,
-            PruneReason::Diverged,
-            PruneReason::Rung,
-            PruneReason::Median,
-            PruneReason::Dominated,
-            PruneReason::CancelledByMonotonicity,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-
-    /// The trial's own rate is unstable (as opposed to merely worse than its peers).
-    pub fn is_divergence(&self) -> bool {
-        matches!(self, PruneReason::Nan | PruneReason::Diverged)
-    }
-
-    /// The rate is known to be unstable: it diverged, or a smaller rate of its round did.
-    pub fn shows_instability(&self) -> bool {
-        self.is_divergence() || *self == PruneReason::CancelledByMonotonicity
-    }
-}
-
-impl std::fmt::Display for PruneReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How many of the latest validation losses the final score averages.
-const SCORE_WINDOW: usize = 3;
-
-/// Watches one trial's trace for NaN and divergence, and keeps what its score needs.
-#[derive(Clone, Debug)]
-pub struct TraceMonitor {
-    beta: f64,
-    divergence_factor: f64,
-    /// Biased EMA v_k and β^k, so the debiased value is v_k / (1 − β^k).
-    ema: f64,
-    beta_pow: f64,
-    smoothed: Option<f64>,
-    best_smoothed: f64,
-    last_step: u64,
-    last_train_loss: Option<f64>,
-    recent_val: VecDeque<f64>,
-}
-
-impl TraceMonitor {
-    pub fn new(spec: &PruningSpec) -> TraceMonitor {
-        TraceMonitor {
-            beta: spec.smoothing,
-            divergence_factor: spec.divergence_factor,
-            ema: 0.0,
-            beta_pow: 1.0,
-            smoothed: None,
-            best_smoothed: f64::INFINITY,
-            last_step: 0,
-            last_train_loss: None,
-            recent_val: VecDeque::with_capacity(SCORE_WINDOW),
-        }
-    }
-
-    /// Feeds one point (in step order). `Nan` if the training or validation loss is not finite,
-    /// `Diverged` if the smoothed training loss exceeds `divergence_factor` × its best so far.
-    ///
-    /// That also covers "× the initial loss": the debiased EMA starts at s_1 = loss_1, so the
-    /// best smoothed loss is never above the initial loss.
-    pub fn observe(&mut self, point: &TracePoint) -> Option<PruneReason> {
-        self.last_step = point.step;
-        self.last_train_loss = Some(point.train_loss);
-        if let Some(val) = point.val_loss {
-            if self.recent_val.len() == SCORE_WINDOW {
-                self.recent_val.pop_front();
-            }
-            self.recent_val.push_back(val);
-        }
-        if !point.train_loss.is_finite() || point.val_loss.is_some_and(|v| !v.is_finite()) {
-            // Kept out of the EMA: one NaN would poison every later smoothed value.
-            return Some(PruneReason::Nan);
-        }
-        self.ema = self.beta * self.ema + (1.0 - self.beta) * point.train_loss;
-        self.beta_pow *= self.beta;
-        let smoothed = self.ema / (1.0 - self.beta_pow);
-        self.smoothed = Some(smoothed);
-        let diverged = smoothed > self.divergence_factor * self.best_smoothed;
-        self.best_smoothed = self.best_smoothed.min(smoothed);
-        diverged.then_some(PruneReason::Diverged)
-    }
-
-    /// Debiased EMA of the training loss; None before the first finite loss.
-    pub fn smoothed(&self) -> Option<f64> {
-        self.smoothed
-    }
-
-    pub fn last_step(&self) -> u64 {
-        self.last_step
-    }
-
-    /// Mean of the last (up to) three validation losses: one measurement is noisy, and the
-    /// trailing ones are what the trained model is worth. None if there is none or any of them
-    /// is not finite.
-    pub fn final_score(&self) -> Option<f64> {
-        if self.recent_val.is_empty() || self.recent_val.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        Some(self.recent_val.iter().sum::<f64>() / self.recent_val.len() as f64)
-    }
-
-    pub fn last_train_loss(&self) -> Option<f64> {
-        self.last_train_loss
-    }
-}
+use super::PruneReason;
 
 #[derive(Clone, Copy, Debug)]
 struct TrialProgress {
@@ -326,38 +187,8 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn point(step: u64, train_loss: f64) -> TracePoint {
-        TracePoint {
-            step,
-            train_loss,
-            lr: 0.1,
-            val_loss: None,
-        }
-    }
-
-    fn with_val(step: u64, val_loss: f64) -> TracePoint {
-        TracePoint {
-            val_loss: Some(val_loss),
-            ..point(step, 1.0)
-        }
-    }
-
-    /// ASHA with η = 3 and the first rung at 20%: rungs at steps 40 and 120 of 200.
-    fn asha() -> PruningSpec {
-        PruningSpec {
-            rule: RungRule::Asha,
-            reduction_factor: 3.0,
-            grace_fraction: 0.2,
-            ..PruningSpec::default()
-        }
-    }
-
-    fn pruning(f: impl FnOnce(&mut PruningSpec)) -> PruningSpec {
-        let mut spec = asha();
-        f(&mut spec);
-        spec
-    }
+    use crate::prune::test_support::*;
+    use crate::prune::TraceMonitor;
 
     /// The verdict on `trial` itself from one observation (its rate does not matter to ASHA,
     /// median or none).
@@ -373,129 +204,6 @@ mod tests {
             .first()
             .filter(|(t, _)| *t == trial)
             .map(|&(_, reason)| reason)
-    }
-
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-12
-    }
-
-    #[test]
-    fn reasons_have_stable_names() {
-        assert_eq!(PruneReason::Nan.to_string(), "nan");
-        assert_eq!(PruneReason::Diverged.as_str(), "diverged");
-        assert_eq!(PruneReason::Rung.as_str(), "rung");
-        assert_eq!(PruneReason::Median.as_str(), "median");
-        assert_eq!(PruneReason::Dominated.as_str(), "dominated");
-        assert_eq!(
-            PruneReason::parse("dominated"),
-            Some(PruneReason::Dominated)
-        );
-        assert_eq!(
-            PruneReason::CancelledByMonotonicity.to_string(),
-            "cancelled-by-monotonicity"
-        );
-        assert!(PruneReason::Nan.is_divergence() && PruneReason::Diverged.is_divergence());
-        assert!(!PruneReason::Rung.is_divergence());
-        assert!(!PruneReason::Median.is_divergence());
-        assert!(!PruneReason::Dominated.is_divergence());
-        assert!(!PruneReason::CancelledByMonotonicity.is_divergence());
-        assert!(PruneReason::CancelledByMonotonicity.shows_instability());
-        assert!(PruneReason::Diverged.shows_instability());
-        assert!(!PruneReason::Dominated.shows_instability());
-    }
-
-    #[test]
-    fn debiased_ema_matches_hand_computation() {
-        // β = 0.5, losses 4, 2, 1:
-        //   v1 = 2,    s1 = 2 / 0.5     = 4
-        //   v2 = 2,    s2 = 2 / 0.75    = 8/3
-        //   v3 = 1.5,  s3 = 1.5 / 0.875 = 12/7
-        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.5));
-        assert_eq!(m.smoothed(), None);
-        let expected = [4.0, 8.0 / 3.0, 12.0 / 7.0];
-        for (k, (loss, s)) in [4.0, 2.0, 1.0].into_iter().zip(expected).enumerate() {
-            assert_eq!(m.observe(&point(k as u64 + 1, loss)), None);
-            assert!(close(m.smoothed().unwrap(), s), "step {}", k + 1);
-        }
-        assert_eq!(m.last_step(), 3);
-        assert_eq!(m.last_train_loss(), Some(1.0));
-    }
-
-    #[test]
-    fn no_smoothing_is_the_raw_loss() {
-        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.0));
-        m.observe(&point(1, 3.0));
-        m.observe(&point(2, 2.5));
-        assert_eq!(m.smoothed(), Some(2.5));
-    }
-
-    #[test]
-    fn non_finite_losses_are_nan() {
-        let mut m = TraceMonitor::new(&PruningSpec::default());
-        assert_eq!(m.observe(&point(1, 2.3)), None);
-        assert_eq!(m.observe(&point(2, f64::NAN)), Some(PruneReason::Nan));
-        // The NaN stayed out of the EMA.
-        assert_eq!(m.smoothed(), Some(2.3));
-        assert_eq!(m.observe(&point(3, f64::INFINITY)), Some(PruneReason::Nan));
-        assert_eq!(m.observe(&with_val(4, f64::NAN)), Some(PruneReason::Nan));
-        assert_eq!(m.final_score(), None);
-    }
-
-    #[test]
-    fn exploding_loss_diverges_at_the_hand_computed_step() {
-        // β = 0.5, factor 4, losses 1, 1, 1, 5, 5: smoothed stays 1 for three steps (best 1),
-        //   v4 = 0.4375 + 2.5 = 2.9375,   s4 = 2.9375 / 0.9375   ≈ 3.133 (≤ 4: keep going)
-        //   v5 = 1.46875 + 2.5 = 3.96875, s5 = 3.96875 / 0.96875 ≈ 4.097 (> 4: diverged)
-        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.5));
-        let losses = [1.0, 1.0, 1.0, 5.0, 5.0];
-        let verdicts: Vec<_> = losses
-            .iter()
-            .enumerate()
-            .map(|(k, &l)| m.observe(&point(k as u64 + 1, l)))
-            .collect();
-        assert_eq!(
-            verdicts,
-            vec![None, None, None, None, Some(PruneReason::Diverged)]
-        );
-        assert!(close(m.smoothed().unwrap(), 3.96875 / 0.96875));
-    }
-
-    #[test]
-    fn divergence_is_relative_to_the_best_smoothed_loss() {
-        // Loss falls from 2 to 0.1, then climbs back to 0.5: below the initial loss, but 5×
-        // the best, which is divergence.
-        let mut m = TraceMonitor::new(&pruning(|p| p.smoothing = 0.0));
-        for (k, l) in [2.0, 1.0, 0.1, 0.3].into_iter().enumerate() {
-            assert_eq!(m.observe(&point(k as u64 + 1, l)), None);
-        }
-        assert_eq!(m.observe(&point(5, 0.5)), Some(PruneReason::Diverged));
-    }
-
-    #[test]
-    fn steady_decreasing_loss_is_never_pruned() {
-        let spec = PruningSpec::default();
-        let mut m = TraceMonitor::new(&spec);
-        let mut board = RungBoard::new(&spec, 1000);
-        for step in 1..=1000u64 {
-            // Noisy but decreasing: ±20% minibatch noise around 2.3·e^(−step/300).
-            let noise = if step % 2 == 0 { 1.2 } else { 0.8 };
-            let loss = 2.3 * (-(step as f64) / 300.0).exp() * noise;
-            assert_eq!(m.observe(&point(step, loss)), None, "step {step}");
-            assert_eq!(own(&mut board, 1, 0, step, m.smoothed().unwrap()), None);
-        }
-    }
-
-    #[test]
-    fn final_score_averages_the_last_three_validation_losses() {
-        let mut m = TraceMonitor::new(&PruningSpec::default());
-        assert_eq!(m.final_score(), None);
-        m.observe(&with_val(25, 9.0));
-        assert_eq!(m.final_score(), Some(9.0));
-        for (step, v) in [(50, 3.0), (75, 2.0), (100, 1.0)] {
-            m.observe(&with_val(step, v));
-        }
-        m.observe(&point(101, 1.0));
-        assert_eq!(m.final_score(), Some(2.0));
     }
 
     #[test]
@@ -706,5 +414,19 @@ mod tests {
             quantile(&mut [1.0, f64::INFINITY, f64::INFINITY], 0.9),
             f64::INFINITY
         );
+    }
+
+    #[test]
+    fn steady_decreasing_loss_is_never_pruned() {
+        let spec = PruningSpec::default();
+        let mut m = TraceMonitor::new(&spec);
+        let mut board = RungBoard::new(&spec, 1000);
+        for step in 1..=1000u64 {
+            // Noisy but decreasing: ±20% minibatch noise around 2.3·e^(−step/300).
+            let noise = if step % 2 == 0 { 1.2 } else { 0.8 };
+            let loss = 2.3 * (-(step as f64) / 300.0).exp() * noise;
+            assert_eq!(m.observe(&point(step, loss)), None, "step {step}");
+            assert_eq!(own(&mut board, 1, 0, step, m.smoothed().unwrap()), None);
+        }
     }
 }

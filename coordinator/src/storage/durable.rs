@@ -2,23 +2,23 @@
 //! (`resume`) or for a report from the database alone. The mapping between the sweep's trials
 //! and the store's rows lives here.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::collections::BTreeSet;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lrsweep_proto::domain::{Subset, TracePoint, TrialId};
-use tracing::{error, warn};
-
-use crate::prune::PruneReason;
-use crate::search::TrialStatus;
-use crate::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
-use crate::sweep::{Command, Sweep, Trial, TrialRecord};
-use crate::CoordinatorError;
+use lrsweep_proto::domain::Subset;
 use lrsweep_proto::spec::SweepSpec;
+use tokio::sync::mpsc as queue;
+use tracing::{error, warn, Span};
 
-/// Events queued for the writer before `sync` waits: backpressure on the sessions once the
-/// store falls this far behind (about 30k points).
+use super::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
+use crate::sweep::{Change, Sweep, SweepStatus, Trial, TrialRecord};
+use crate::CoordinatorError;
+
+/// Events queued for the writer before `sync` waits: backpressure on the hub (and through it on
+/// the sessions) once the store falls this far behind (about 30k points).
 const QUEUE_EVENTS: usize = 1024;
 
 /// How often the WAL is copied into the database file, off the writer's thread.
@@ -43,10 +43,8 @@ struct Job {
 /// happens can no longer promise to lose nothing. Nothing is written after it.
 pub struct Durable {
     sweep_id: String,
-    /// Points accepted since the last `sync`, written with that event's trial rows.
-    points: Vec<(TrialId, u32, Vec<TracePoint>)>,
     /// None once closed.
-    writer: Option<(SyncSender<Job>, JoinHandle<Store>)>,
+    writer: Option<(queue::Sender<Job>, JoinHandle<Store>)>,
     /// Dropping the sender stops the checkpoints; None for an in-memory store.
     checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
     failure: Arc<OnceLock<String>>,
@@ -59,18 +57,21 @@ impl Durable {
             Some(checkpointer) => Some(checkpoint_every(checkpointer, CHECKPOINT_EVERY)?),
             None => None,
         };
-        let (jobs, queue) = mpsc::sync_channel(QUEUE_EVENTS);
+        let (jobs, mut pending) = queue::channel(QUEUE_EVENTS);
         let failure = Arc::new(OnceLock::new());
         let thread = {
             let (sweep_id, failure) = (sweep_id.clone(), failure.clone());
+            let span = Span::current();
             std::thread::Builder::new()
                 .name("lrsweep-store".into())
-                .spawn(move || write_groups(store, &sweep_id, &queue, &failure))
+                .spawn(move || {
+                    let _entered = span.enter();
+                    write_groups(store, &sweep_id, &mut pending, &failure)
+                })
                 .map_err(|e| CoordinatorError::io("starting the store writer", e))?
         };
         Ok(Durable {
             sweep_id,
-            points: Vec::new(),
             writer: Some((jobs, thread)),
             checkpoints,
             failure,
@@ -85,15 +86,12 @@ impl Durable {
         fail(&self.failure, e);
     }
 
-    /// Keeps accepted points for the next `sync`, which writes them with the trial rows.
-    pub fn append_points(&mut self, trial: TrialId, attempt: u32, points: &[TracePoint]) {
-        self.points.push((trial, attempt, points.to_vec()));
-    }
-
-    /// Queues what changed (points, trial rows, attempts) for the writer; `then` runs once it is
-    /// committed. Nothing changed and nothing to send: nothing queued.
-    pub fn sync(&mut self, sweep: &mut Sweep, commands: &[Command], then: Option<Then>) {
-        let changes = self.changes(sweep, commands);
+    /// Queues what the sweep changed since the last call for the writer; `then` runs once it is
+    /// committed. Nothing changed and nothing to send: nothing queued. Waits (without blocking
+    /// a thread) while the writer's queue is full.
+    pub async fn sync(&mut self, sweep: &mut Sweep, then: Option<Then>) {
+        let changed = sweep.take_changes();
+        let changes = rows(&self.sweep_id, sweep, changed);
         if changes.is_empty() && then.is_none() {
             return;
         }
@@ -102,49 +100,11 @@ impl Durable {
             then(false);
             return;
         };
-        if let Err(mpsc::SendError(job)) = jobs.send(Job { changes, then }) {
+        if let Err(queue::error::SendError(job)) = jobs.send(Job { changes, then }).await {
             self.fail(&CoordinatorError::Storage(
                 "the store writer stopped".into(),
             ));
             (job.then)(false);
-        }
-    }
-
-    /// The changes since the last call: the state of every trial that changed, the attempts the
-    /// commands start, and those that ended.
-    fn changes(&mut self, sweep: &mut Sweep, commands: &[Command]) -> Changes {
-        let changed = sweep.take_changed();
-        let trials = sweep.trials();
-        let changed: Vec<&Trial> = changed.iter().map(|&id| &trials[id as usize]).collect();
-        Changes {
-            started: commands
-                .iter()
-                .filter_map(|c| match c {
-                    Command::Assign { worker, assignment } => {
-                        Some((assignment.trial_id, assignment.attempt, worker.clone()))
-                    }
-                    Command::Stop { .. } => None,
-                })
-                .collect(),
-            trials: changed.iter().map(|t| row(&self.sweep_id, t)).collect(),
-            points: std::mem::take(&mut self.points),
-            ended: changed
-                .iter()
-                // An attempt ends when its trial is settled, or re-queued after losing it.
-                .filter(|t| {
-                    t.attempt > 0
-                        && (t.is_terminal()
-                            || (t.status == TrialStatus::Queued && t.error.is_some()))
-                })
-                .map(|t| {
-                    (
-                        t.id,
-                        t.attempt,
-                        t.status.as_str().to_string(),
-                        t.error.clone(),
-                    )
-                })
-                .collect(),
         }
     }
 
@@ -173,9 +133,9 @@ impl Durable {
         if let Some(mut store) = self.close() {
             if self.failure().is_none() {
                 let status = if interrupted {
-                    "interrupted"
+                    SweepStatus::Interrupted
                 } else {
-                    "completed"
+                    SweepStatus::Completed
                 };
                 let result = store
                     .set_sweep_status(&self.sweep_id, status)
@@ -200,9 +160,11 @@ fn checkpoint_every(
     period: Duration,
 ) -> Result<(Sender<()>, JoinHandle<()>), CoordinatorError> {
     let (stop, stopped) = mpsc::channel::<()>();
+    let span = Span::current();
     let thread = std::thread::Builder::new()
         .name("lrsweep-checkpoint".into())
         .spawn(move || {
+            let _entered = span.enter();
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
                 // Harmless when it fails: the WAL keeps every commit until the next one.
                 if let Err(e) = checkpointer.run() {
@@ -219,14 +181,16 @@ fn checkpoint_every(
 fn write_groups(
     mut store: Store,
     sweep_id: &str,
-    queue: &Receiver<Job>,
+    pending: &mut queue::Receiver<Job>,
     failure: &OnceLock<String>,
 ) -> Store {
-    while let Ok(first) = queue.recv() {
-        let (changes, thens): (Vec<Changes>, Vec<Then>) = std::iter::once(first)
-            .chain(queue.try_iter())
-            .map(|job| (job.changes, job.then))
-            .unzip();
+    while let Some(first) = pending.blocking_recv() {
+        let mut group = vec![first];
+        while let Ok(job) = pending.try_recv() {
+            group.push(job);
+        }
+        let (changes, thens): (Vec<Changes>, Vec<Then>) =
+            group.into_iter().map(|job| (job.changes, job.then)).unzip();
         if failure.get().is_none() {
             if let Err(e) = store.commit(sweep_id, &changes) {
                 fail(failure, &e);
@@ -240,6 +204,43 @@ fn write_groups(
     store
 }
 
+/// The sweep's changes as rows: every attempt started, point batch and attempt ended as decided,
+/// and one row per trial that changed, as it stands now.
+fn rows(sweep_id: &str, sweep: &Sweep, changes: Vec<Change>) -> Changes {
+    let mut rows = Changes::default();
+    let mut changed = BTreeSet::new();
+    for change in changes {
+        match change {
+            Change::RoundStarted { trials, .. } => changed.extend(trials),
+            Change::TrialChanged(trial) => {
+                changed.insert(trial);
+            }
+            Change::AttemptStarted {
+                trial,
+                attempt,
+                worker,
+            } => rows.started.push((trial, attempt, worker)),
+            Change::PointsAccepted {
+                trial,
+                attempt,
+                points,
+            } => rows.points.push((trial, attempt, points)),
+            Change::AttemptEnded {
+                trial,
+                attempt,
+                outcome,
+                error,
+            } => rows.ended.push((trial, attempt, outcome, error)),
+        }
+    }
+    let trials = sweep.trials();
+    rows.trials = changed
+        .into_iter()
+        .map(|id| row(sweep_id, &trials[id as usize]))
+        .collect();
+    rows
+}
+
 fn row(sweep_id: &str, t: &Trial) -> TrialRow {
     TrialRow {
         sweep_id: sweep_id.to_string(),
@@ -250,8 +251,8 @@ fn row(sweep_id: &str, t: &Trial) -> TrialRow {
         replicates: t.subset.replicates,
         fraction: t.subset.fraction,
         budget: t.budget,
-        status: t.status.as_str().to_string(),
-        prune_reason: t.prune_reason.map(|r| r.as_str().to_string()),
+        status: t.status,
+        prune_reason: t.prune_reason,
         attempt: t.attempt,
         steps: t.steps,
         steps_run: t.steps_run,
@@ -262,14 +263,6 @@ fn row(sweep_id: &str, t: &Trial) -> TrialRow {
 }
 
 fn record(store: &Store, row: TrialRow) -> Result<TrialRecord, CoordinatorError> {
-    let bad = |what: &str, value: &str| {
-        CoordinatorError::Storage(format!("trial {}: unknown {what} `{value}`", row.id))
-    };
-    let status = TrialStatus::parse(&row.status).ok_or_else(|| bad("status", &row.status))?;
-    let prune_reason = match &row.prune_reason {
-        Some(r) => Some(PruneReason::parse(r).ok_or_else(|| bad("prune reason", r))?),
-        None => None,
-    };
     let points = if row.attempt > 0 {
         store.points(&row.sweep_id, row.id, row.attempt)?
     } else {
@@ -284,8 +277,8 @@ fn record(store: &Store, row: TrialRow) -> Result<TrialRecord, CoordinatorError>
             replicate: row.replicate,
             replicates: row.replicates,
         },
-        status,
-        prune_reason,
+        status: row.status,
+        prune_reason: row.prune_reason,
         attempt: row.attempt,
         steps_run: row.steps_run,
         worker_name: row.worker,
@@ -313,7 +306,18 @@ pub fn load_sweep(store: &Store, sweep: &SweepRow) -> Result<Sweep, CoordinatorE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::TrialStatus;
+    use crate::sweep::Command;
+    use lrsweep_proto::domain::TracePoint;
     use lrsweep_proto::spec::RungRule;
+
+    /// Runs the hub's side of a `sync` to completion, as the hub's task would.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a test runtime")
+            .block_on(future)
+    }
 
     fn spec() -> SweepSpec {
         let mut spec = SweepSpec::default();
@@ -345,7 +349,7 @@ mod tests {
     fn play(sweep: &mut Sweep, durable: &mut Durable, stop_after: usize) {
         let mut done = 0;
         let mut commands = sweep.dispatch();
-        durable.sync(sweep, &commands, None);
+        block_on(durable.sync(sweep, None));
         while let Some(Command::Assign {
             worker,
             assignment: a,
@@ -354,24 +358,22 @@ mod tests {
             if done == stop_after {
                 // Half a trace, then the coordinator "dies".
                 let half = points(a.lr, 1, a.steps / 2, a.steps);
-                let (_, fresh) = sweep
+                sweep
                     .on_trace(&worker, a.trial_id, a.attempt, &half)
                     .unwrap();
-                durable.append_points(a.trial_id, a.attempt, fresh);
-                durable.sync(sweep, &[], None);
+                block_on(durable.sync(sweep, None));
                 return;
             }
             let all = points(a.lr, 1, a.steps, a.steps);
-            let (mut next, fresh) = sweep
+            let mut next = sweep
                 .on_trace(&worker, a.trial_id, a.attempt, &all)
                 .unwrap();
-            durable.append_points(a.trial_id, a.attempt, fresh);
             next.extend(
                 sweep
                     .on_completed(&worker, a.trial_id, a.attempt, a.steps)
                     .unwrap(),
             );
-            durable.sync(sweep, &next, None);
+            block_on(durable.sync(sweep, None));
             commands.extend(next);
             done += 1;
         }
@@ -383,7 +385,7 @@ mod tests {
             .create_sweep(&SweepRow {
                 sweep_id: "s".into(),
                 spec_toml: spec.to_toml(),
-                status: "running".into(),
+                status: SweepStatus::Running,
                 created_at_ms: 0,
             })
             .unwrap();
@@ -479,7 +481,7 @@ mod tests {
         let mut durable = Durable::new(fresh_store(&spec), "s".into()).unwrap();
         let (log, tell) = told();
         let commands = sweep.dispatch();
-        durable.sync(&mut sweep, &commands, tell(1));
+        block_on(durable.sync(&mut sweep, tell(1)));
         let Some(Command::Assign {
             worker,
             assignment: a,
@@ -488,19 +490,18 @@ mod tests {
             panic!("one assignment: {commands:?}");
         };
         let trace = points(a.lr, 1, 10, a.steps);
-        let (_, fresh) = sweep
+        sweep
             .on_trace(worker, a.trial_id, a.attempt, &trace)
             .unwrap();
-        durable.append_points(a.trial_id, a.attempt, fresh);
-        durable.sync(&mut sweep, &[], tell(2));
+        block_on(durable.sync(&mut sweep, tell(2)));
         // Nothing changed, nothing to send: no job at all.
-        durable.sync(&mut sweep, &[], None);
+        block_on(durable.sync(&mut sweep, None));
         let store = durable.close().unwrap();
         assert_eq!(*log.lock().unwrap(), vec![(1, true), (2, true)]);
         assert_eq!(store.points("s", a.trial_id, a.attempt).unwrap().len(), 10);
         assert_eq!(
             store.trials("s").unwrap()[a.trial_id as usize].status,
-            "running"
+            TrialStatus::Running
         );
     }
 
@@ -512,8 +513,8 @@ mod tests {
         // The store has no sweep of this id: the first write fails.
         let mut durable = Durable::new(fresh_store(&spec), "other".into()).unwrap();
         let (log, tell) = told();
-        let commands = sweep.dispatch();
-        durable.sync(&mut sweep, &commands, tell(1));
+        sweep.dispatch();
+        block_on(durable.sync(&mut sweep, tell(1)));
         durable.close();
         assert!(
             durable.failure().unwrap().contains("unknown sweep"),
@@ -522,7 +523,7 @@ mod tests {
         );
         // Closed: later events are told at once that they will not be committed.
         sweep.finish_early();
-        durable.sync(&mut sweep, &[], tell(2));
+        block_on(durable.sync(&mut sweep, tell(2)));
         assert_eq!(*log.lock().unwrap(), vec![(1, false), (2, false)]);
         assert!(durable.finish(true, "{}").is_some());
     }

@@ -1,20 +1,24 @@
 //! Durable storage: every sweep, trial, attempt and trace point in one embedded SQLite file, so a
 //! crashed coordinator can resume and the report can be rebuilt from the file alone.
 //!
-//! Plain and synchronous: the caller keeps the one `Store` behind a mutex and serializes writes.
-//! Losses are data even when NaN or infinite; see `Real` for how floats are kept exactly.
+//! Plain and synchronous: one thread owns the `Store` (the durable writer) and serializes writes.
+//! Losses are data even when NaN or infinite; see `columns::Real` for how floats are kept
+//! exactly, and `columns::Named` for how statuses are kept.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lrsweep_proto::domain::TracePoint;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, ToSql, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
+use super::columns::{one_of, Real};
+use crate::prune::PruneReason;
+use crate::search::TrialStatus;
+use crate::sweep::{AttemptOutcome, SweepStatus};
 use crate::CoordinatorError;
 
 /// Bumped on every change to `SCHEMA`; a file of another version is refused, not migrated.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of an lrsweep database ("lrsw"), so that another program's SQLite file
 /// is refused even if its user_version happens to match.
@@ -34,12 +38,18 @@ const CACHE_KIB: i64 = 32 * 1024;
 /// millions of rows, and a small integer key keeps them short and their index compact.
 /// Float columns have no declared type on purpose (see [`Real`]); their CHECKs keep them to a
 /// REAL or the text 'NaN'.
-const SCHEMA: &str = "
+fn schema() -> String {
+    let sweep_status = one_of::<SweepStatus>("status");
+    let trial_status = one_of::<TrialStatus>("status");
+    let prune_reason = one_of::<PruneReason>("prune_reason");
+    let outcome = one_of::<AttemptOutcome>("outcome");
+    format!(
+        "
 CREATE TABLE sweeps (
     id            INTEGER PRIMARY KEY,
     sweep_id      TEXT    NOT NULL UNIQUE,
     spec_toml     TEXT    NOT NULL,
-    status        TEXT    NOT NULL CHECK (status IN ('running', 'completed', 'interrupted')),
+    status        TEXT    NOT NULL CHECK ({sweep_status}),
     created_at_ms INTEGER NOT NULL
 );
 CREATE TABLE trials (
@@ -51,8 +61,8 @@ CREATE TABLE trials (
     replicates   INTEGER NOT NULL,
     fraction     NOT NULL CHECK (typeof(fraction) = 'real' OR fraction = 'NaN'),
     budget       INTEGER NOT NULL,
-    status       TEXT    NOT NULL,
-    prune_reason TEXT,
+    status       TEXT    NOT NULL CHECK ({trial_status}),
+    prune_reason TEXT    CHECK (prune_reason IS NULL OR {prune_reason}),
     attempt      INTEGER NOT NULL,
     steps        INTEGER NOT NULL,
     steps_run    INTEGER NOT NULL,
@@ -68,7 +78,7 @@ CREATE TABLE attempts (
     worker        TEXT    NOT NULL,
     started_at_ms INTEGER NOT NULL,
     ended_at_ms   INTEGER,
-    outcome       TEXT,
+    outcome       TEXT    CHECK (outcome IS NULL OR {outcome}),
     error         TEXT,
     PRIMARY KEY (sweep, trial, attempt)
 ) WITHOUT ROWID;
@@ -88,7 +98,9 @@ CREATE TABLE sweep_meta (
     value TEXT    NOT NULL,
     PRIMARY KEY (sweep, key)
 ) WITHOUT ROWID;
-";
+"
+    )
+}
 
 const SWEEP_COLUMNS: &str = "sweep_id, spec_toml, status, created_at_ms";
 
@@ -96,8 +108,7 @@ const SWEEP_COLUMNS: &str = "sweep_id, spec_toml, status, created_at_ms";
 pub struct SweepRow {
     pub sweep_id: String,
     pub spec_toml: String,
-    /// `running`, `completed` or `interrupted`.
-    pub status: String,
+    pub status: SweepStatus,
     pub created_at_ms: i64,
 }
 
@@ -111,8 +122,8 @@ pub struct TrialRow {
     pub replicates: u32,
     pub fraction: f64,
     pub budget: u64,
-    pub status: String,
-    pub prune_reason: Option<String>,
+    pub status: TrialStatus,
+    pub prune_reason: Option<PruneReason>,
     pub attempt: u32,
     pub steps: u64,
     pub steps_run: u64,
@@ -133,7 +144,7 @@ pub struct Changes {
     /// (trial, attempt, points) accepted from workers.
     pub points: Vec<(u64, u32, Vec<TracePoint>)>,
     /// (trial, attempt, outcome, error) of attempts that ended.
-    pub ended: Vec<(u64, u32, String, Option<String>)>,
+    pub ended: Vec<(u64, u32, AttemptOutcome, Option<String>)>,
 }
 
 impl Changes {
@@ -215,7 +226,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.pragma_query_one(None, "user_version")?;
         if version == 0 {
-            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(&schema())?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -241,7 +252,7 @@ impl Store {
     pub fn set_sweep_status(
         &mut self,
         sweep_id: &str,
-        status: &str,
+        status: SweepStatus,
     ) -> Result<(), CoordinatorError> {
         let changed = self
             .conn
@@ -257,7 +268,9 @@ impl Store {
     /// coordinator started on this database resumes. An older unfinished sweep behind a newer
     /// one is not picked up.
     pub fn resumable_sweep(&self) -> Result<Option<SweepRow>, CoordinatorError> {
-        Ok(self.latest_sweep()?.filter(|s| s.status != "completed"))
+        Ok(self
+            .latest_sweep()?
+            .filter(|s| s.status != SweepStatus::Completed))
     }
 
     pub fn latest_sweep(&self) -> Result<Option<SweepRow>, CoordinatorError> {
@@ -331,7 +344,7 @@ impl Store {
                 .collect();
             insert_points(&tx, &batches)?;
             for (trial, attempt, outcome, error) in &c.ended {
-                end_attempt(&tx, sweep_id, *trial, *attempt, outcome, error.as_deref())?;
+                end_attempt(&tx, sweep_id, *trial, *attempt, *outcome, error.as_deref())?;
             }
         }
         tx.commit()?;
@@ -532,7 +545,7 @@ fn end_attempt(
     sweep_id: &str,
     trial: u64,
     attempt: u32,
-    outcome: &str,
+    outcome: AttemptOutcome,
     error: Option<&str>,
 ) -> Result<(), CoordinatorError> {
     let changed = conn
@@ -655,33 +668,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// An f64 stored exactly: a REAL, except NaN, which SQLite would silently turn into NULL
-/// (indistinguishable from "no value") and is therefore the text `'NaN'` in the same column.
-/// ±inf are valid REALs and stay numbers, so ORDER BY and comparisons in SQL still work. The
-/// columns have no declared type because REAL affinity stores integral values as integers and so
-/// reads −0.0 back as +0.0; without affinity every REAL keeps its 8 bytes bit for bit.
-struct Real(f64);
-
-impl ToSql for Real {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(if self.0.is_nan() {
-            ToSqlOutput::Borrowed(ValueRef::Text(b"NaN"))
-        } else {
-            ToSqlOutput::from(self.0)
-        })
-    }
-}
-
-impl FromSql for Real {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value {
-            ValueRef::Real(x) => Ok(Real(x)),
-            ValueRef::Text(b"NaN") => Ok(Real(f64::NAN)),
-            _ => Err(FromSqlError::InvalidType),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,6 +703,7 @@ mod tests {
     }
 
     fn sweep_row(id: &str, status: &str, created_at_ms: i64) -> SweepRow {
+        let status = SweepStatus::parse(status).unwrap();
         SweepRow {
             sweep_id: id.into(),
             spec_toml: "[search]\nmin_lr = 1e-4\n".into(),
@@ -745,7 +732,7 @@ mod tests {
             replicates: 2,
             fraction: 0.25,
             budget: 1000,
-            status: "running".into(),
+            status: TrialStatus::Running,
             prune_reason: None,
             attempt: 1,
             steps: 10,
@@ -927,8 +914,8 @@ mod tests {
         trials.sort_by_key(|t| t.id);
         assert_eq!(store.trials("s1").unwrap(), trials);
 
-        trials[2].status = "pruned".into();
-        trials[2].prune_reason = Some("diverged".into());
+        trials[2].status = TrialStatus::Pruned;
+        trials[2].prune_reason = Some(PruneReason::Diverged);
         trials[2].attempt = 2;
         trials[2].steps = 0;
         trials[2].steps_run = 42;
@@ -965,24 +952,52 @@ mod tests {
         assert_eq!(store.latest_sweep().unwrap().unwrap().sweep_id, "new");
 
         // Stopped by a signal: still resumable.
-        store.set_sweep_status("new", "interrupted").unwrap();
-        assert_eq!(store.sweep("new").unwrap().unwrap().status, "interrupted");
+        store
+            .set_sweep_status("new", SweepStatus::Interrupted)
+            .unwrap();
+        assert_eq!(
+            store.sweep("new").unwrap().unwrap().status,
+            SweepStatus::Interrupted
+        );
         assert_eq!(store.resumable_sweep().unwrap().unwrap().sweep_id, "new");
         // Once the latest completed, nothing resumes, not even the older unfinished one.
-        store.set_sweep_status("new", "completed").unwrap();
+        store
+            .set_sweep_status("new", SweepStatus::Completed)
+            .unwrap();
         assert_eq!(store.resumable_sweep().unwrap(), None);
-        assert_eq!(store.sweep("mid").unwrap().unwrap().status, "running");
-        store.set_sweep_status("mid", "completed").unwrap();
+        assert_eq!(
+            store.sweep("mid").unwrap().unwrap().status,
+            SweepStatus::Running
+        );
+        store
+            .set_sweep_status("mid", SweepStatus::Completed)
+            .unwrap();
         assert_eq!(store.latest_sweep().unwrap().unwrap().sweep_id, "new");
 
         assert!(matches!(
-            store.set_sweep_status("nope", "completed"),
+            store.set_sweep_status("nope", SweepStatus::Completed),
             Err(CoordinatorError::Storage(_))
         ));
-        assert!(matches!(
-            store.set_sweep_status("mid", "paused"),
-            Err(CoordinatorError::Db(_))
-        ));
+        // The CHECK constraints refuse a status or reason no enum names.
+        for sql in [
+            "UPDATE sweeps SET status = 'paused' WHERE sweep_id = 'mid'",
+            "UPDATE trials SET status = 'sleeping'",
+            "UPDATE trials SET prune_reason = 'bored'",
+            "UPDATE attempts SET outcome = 'vanished'",
+        ] {
+            let refused = store.conn.execute(sql, []);
+            assert!(
+                matches!(&refused, Err(e) if e.to_string().contains("CHECK")) || refused == Ok(0),
+                "{sql}: {refused:?}"
+            );
+        }
+        assert!(store
+            .conn
+            .execute(
+                "UPDATE sweeps SET status = 'paused' WHERE sweep_id = 'mid'",
+                []
+            )
+            .is_err());
         assert!(store.create_sweep(&sweep_row("mid", "running", 4)).is_err());
     }
 
@@ -1037,7 +1052,12 @@ mod tests {
     /// Attempt `attempt` of trial 4 ended.
     fn ended(attempt: u32, outcome: &str, error: Option<&str>) -> Changes {
         Changes {
-            ended: vec![(4, attempt, outcome.into(), error.map(str::to_string))],
+            ended: vec![(
+                4,
+                attempt,
+                AttemptOutcome::parse(outcome).unwrap(),
+                error.map(str::to_string),
+            )],
             ..Changes::default()
         }
     }

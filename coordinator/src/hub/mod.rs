@@ -1,0 +1,228 @@
+//! The hub: one task owns the sweep, its store and the workers' links, fed by a bounded channel
+//! of events from the gRPC sessions (the shape of tokio-console's aggregator). Decisions are
+//! serial without a lock; a session that sends faster than the hub decides waits on the channel,
+//! and the hub waits only on the store's queue, never blocking a runtime thread.
+
+mod link;
+mod state;
+
+use std::time::{Duration, Instant};
+
+use lrsweep_proto::domain::{TracePoint, TrialId};
+use lrsweep_proto::v1::{RegisterRequest, RegisterResponse};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use link::Outbox;
+pub use state::HEARTBEAT_INTERVAL_MS;
+
+use crate::storage::Durable;
+use crate::sweep::Sweep;
+use crate::CoordinatorError;
+use state::HubState;
+
+/// Events waiting for the hub before senders wait: sessions get backpressure, not a queue that
+/// grows without bound.
+const QUEUED_EVENTS: usize = 4096;
+
+/// What a worker said on its stream, decoded and checked by the service.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Trace {
+        trial: TrialId,
+        attempt: u32,
+        points: Vec<TracePoint>,
+    },
+    Completed {
+        trial: TrialId,
+        attempt: u32,
+        steps: u64,
+    },
+    Failed {
+        trial: TrialId,
+        attempt: u32,
+        error: String,
+        /// Retrying cannot help: the trial fails at once.
+        permanent: bool,
+    },
+    Heartbeat,
+    Leaving {
+        reason: String,
+    },
+}
+
+enum Event {
+    Register {
+        request: RegisterRequest,
+        reply: oneshot::Sender<RegisterResponse>,
+    },
+    Connect {
+        worker: String,
+        outbox: Outbox,
+        reply: oneshot::Sender<Result<u64, CoordinatorError>>,
+    },
+    Worker {
+        worker: String,
+        event: WorkerEvent,
+        reply: oneshot::Sender<Result<(), CoordinatorError>>,
+    },
+    HangUp {
+        worker: String,
+        session: u64,
+    },
+    Interrupt {
+        reason: String,
+    },
+    ConnectedWorkers {
+        reply: oneshot::Sender<usize>,
+    },
+    /// Ends the task; it hands back the sweep and its store.
+    Close,
+}
+
+/// A handle on the hub's task; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    events: mpsc::Sender<Event>,
+    done: watch::Receiver<bool>,
+}
+
+impl Hub {
+    /// Starts the hub's task. It saves the sweep's initial state at once (a crash right after
+    /// start loses nothing), expires leases every `lease / 4`, and on `close` hands back the
+    /// sweep and its store.
+    pub fn start(
+        sweep_id: String,
+        sweep: Sweep,
+        durable: Durable,
+        lease: Duration,
+    ) -> (Hub, JoinHandle<(Sweep, Durable)>) {
+        let (events, mut inbox) = mpsc::channel(QUEUED_EVENTS);
+        let (done_tx, done) = watch::channel(false);
+        let span = tracing::info_span!("hub", sweep = %sweep_id);
+        let mut state = HubState::new(sweep_id, sweep, durable, lease, done_tx);
+        let task = tokio::spawn(
+            async move {
+                state.apply(Vec::new()).await;
+                let mut leases = tokio::time::interval((lease / 4).max(Duration::from_millis(50)));
+                loop {
+                    tokio::select! {
+                        event = inbox.recv() => match event {
+                            Some(Event::Close) | None => break,
+                            Some(event) => state.handle(event).await,
+                        },
+                        _ = leases.tick() => state.expire_leases(Instant::now()).await,
+                    }
+                }
+                (state.sweep, state.durable)
+            }
+            .instrument(span),
+        );
+        (Hub { events, done }, task)
+    }
+
+    async fn send(&self, event: Event) -> Result<(), CoordinatorError> {
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| CoordinatorError::ShuttingDown)
+    }
+
+    async fn ask<T>(
+        &self,
+        event: impl FnOnce(oneshot::Sender<T>) -> Event,
+    ) -> Result<T, CoordinatorError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(event(reply)).await?;
+        answer.await.map_err(|_| CoordinatorError::ShuttingDown)
+    }
+
+    pub async fn register(
+        &self,
+        request: RegisterRequest,
+    ) -> Result<RegisterResponse, CoordinatorError> {
+        self.ask(|reply| Event::Register { request, reply }).await
+    }
+
+    /// Opens a session on `outbox`: returns its number, for `hang_up`.
+    pub async fn connect(&self, worker: String, outbox: Outbox) -> Result<u64, CoordinatorError> {
+        self.ask(|reply| Event::Connect {
+            worker,
+            outbox,
+            reply,
+        })
+        .await?
+    }
+
+    /// Hands a worker's message to the sweep; an error means the worker broke the protocol.
+    pub async fn worker_event(
+        &self,
+        worker: String,
+        event: WorkerEvent,
+    ) -> Result<(), CoordinatorError> {
+        self.ask(|reply| Event::Worker {
+            worker,
+            event,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn hang_up(&self, worker: String, session: u64) {
+        let _ = self.send(Event::HangUp { worker, session }).await;
+    }
+
+    /// Stop taking work: nothing more is dispatched and every worker is told to exit.
+    pub async fn interrupt(&self, reason: &str) {
+        let reason = reason.to_string();
+        let _ = self.send(Event::Interrupt { reason }).await;
+    }
+
+    /// Workers that still have to hear that the sweep is over.
+    pub async fn connected_workers(&self) -> usize {
+        self.ask(|reply| Event::ConnectedWorkers { reply })
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Becomes true once the sweep is over and every worker has been told.
+    pub fn done(&self) -> watch::Receiver<bool> {
+        self.done.clone()
+    }
+
+    /// Ends the hub's task after the events queued before this one.
+    pub async fn close(&self) {
+        let _ = self.send(Event::Close).await;
+    }
+}
+
+impl HubState {
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Register { request, reply } => {
+                let _ = reply.send(self.register(request).await);
+            }
+            Event::Connect {
+                worker,
+                outbox,
+                reply,
+            } => {
+                let _ = reply.send(self.connect(&worker, outbox).await);
+            }
+            Event::Worker {
+                worker,
+                event,
+                reply,
+            } => {
+                let _ = reply.send(self.on_worker_event(&worker, event).await);
+            }
+            Event::HangUp { worker, session } => self.hang_up(&worker, session),
+            Event::Interrupt { reason } => self.interrupt(&reason).await,
+            Event::ConnectedWorkers { reply } => {
+                let _ = reply.send(self.connected_workers());
+            }
+            Event::Close => {}
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The hub's state and what each event does to it. Owned by the hub's task alone: decisions are
+//! serial without a lock, and nothing here waits on anything but the store's queue.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lrsweep_proto::v1::coordinator_message::Kind as Down;
+use lrsweep_proto::v1::{
+    CoordinatorMessage, RegisterRequest, RegisterResponse, StopTrial, TrialProgress,
+};
+use tokio::sync::watch;
+use tonic::Status;
+use tracing::{info, warn};
+
+use super::link::{deliver, shutdown_message, Outbox, WorkerLink};
+use super::WorkerEvent;
+use crate::storage::Durable;
+use crate::sweep::{Command, Sweep, WorkerId};
+use crate::CoordinatorError;
+
+/// How often a worker sends a heartbeat while it has nothing else to say.
+pub const HEARTBEAT_INTERVAL_MS: u32 = 2_000;
+
+pub(super) struct HubState {
+    pub(super) sweep_id: String,
+    pub(super) sweep: Sweep,
+    pub(super) durable: Durable,
+    workers: HashMap<WorkerId, WorkerLink>,
+    sessions: u64,
+    next_worker: u64,
+    shutdown_sent: bool,
+    /// How long a worker may stay silent or away before its trials go to others.
+    lease: Duration,
+    /// Becomes true once the sweep is over and every worker has been told.
+    done: watch::Sender<bool>,
+}
+
+impl HubState {
+    pub(super) fn new(
+        sweep_id: String,
+        sweep: Sweep,
+        durable: Durable,
+        lease: Duration,
+        done: watch::Sender<bool>,
+    ) -> HubState {
+        HubState {
+            sweep_id,
+            sweep,
+            durable,
+            workers: HashMap::new(),
+            sessions: 0,
+            next_worker: 1,
+            shutdown_sent: false,
+            lease,
+            done,
+        }
+    }
+
+    /// Workers with an open stream, or registered and about to open one: the ones that still
+    /// have to hear that the sweep is over.
+    pub(super) fn connected_workers(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.outbox.is_some() || !w.joined)
+            .count()
+    }
+
+    /// Stop taking work: nothing more is dispatched and every worker is told to exit.
+    pub(super) async fn interrupt(&mut self, reason: &str) {
+        self.sweep.finish_early();
+        self.record_and_send(&[], reason).await;
+    }
+
+    /// Workers silent or away for longer than the lease lose their trials to others.
+    pub(super) async fn expire_leases(&mut self, now: Instant) {
+        let expired: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now.duration_since(w.last_seen) > self.lease)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(link) = self.workers.remove(&id) {
+                warn!(event = "lease_expired", worker = %id, name = %link.name, connected = link.outbox.is_some());
+                if let Some((_, outbox)) = link.outbox {
+                    let _ = outbox.send(Err(Status::unavailable("lease expired")));
+                }
+            }
+            let commands = self.sweep.remove_worker(&id, "lease expired");
+            self.apply(commands).await;
+        }
+    }
+
+    /// Carries out the sweep's commands, then tells everyone to go home if the sweep is over.
+    pub(super) async fn apply(&mut self, commands: Vec<Command>) {
+        self.record_and_send(&commands, "sweep finished").await;
+    }
+
+    /// Queues what changed for the store, with the messages that follow from it: they go out
+    /// once it is committed, in the order decided. A failed store ends the sweep.
+    async fn record_and_send(&mut self, commands: &[Command], shutdown_reason: &str) {
+        if self.durable.failure().is_some() && !self.sweep.is_finished() {
+            self.sweep.finish_early();
+        }
+        let mut messages: Vec<(Outbox, CoordinatorMessage)> = commands
+            .iter()
+            .filter_map(|command| {
+                let (worker, kind) = match command {
+                    Command::Assign { worker, assignment } => {
+                        (worker, Down::Assign(assignment.as_ref().into()))
+                    }
+                    Command::Stop {
+                        worker,
+                        trial,
+                        attempt,
+                        kind,
+                        reason,
+                    } => (
+                        worker,
+                        Down::Stop(StopTrial {
+                            trial_id: *trial,
+                            attempt: *attempt,
+                            kind: lrsweep_proto::v1::StopKind::from(*kind).into(),
+                            reason: reason.to_string(),
+                        }),
+                    ),
+                };
+                // A worker that is away gets no assignments, and learns of a stop when it comes
+                // back (that trial is not resumed).
+                let (_, outbox) = self.workers.get(worker)?.outbox.as_ref()?;
+                Some((outbox.clone(), CoordinatorMessage { kind: Some(kind) }))
+            })
+            .collect();
+        if self.sweep.is_finished() {
+            messages.extend(self.shutdown_messages(shutdown_reason));
+        }
+        self.durable.sync(&mut self.sweep, deliver(messages)).await;
+    }
+
+    /// A Shutdown for every connected worker; the sweep is done from here on.
+    fn shutdown_messages(&mut self, reason: &str) -> Vec<(Outbox, CoordinatorMessage)> {
+        if !self.shutdown_sent {
+            self.shutdown_sent = true;
+            info!(
+                event = "workers_released",
+                workers = self.workers.len(),
+                reason
+            );
+        }
+        self.done.send_replace(true);
+        self.workers
+            .values()
+            .filter_map(|w| w.outbox.as_ref())
+            .map(|(_, outbox)| (outbox.clone(), shutdown_message(reason)))
+            .collect()
+    }
+
+    /// A worker announces itself (again, after a reconnect: same `instance`).
+    pub(super) async fn register(&mut self, r: RegisterRequest) -> RegisterResponse {
+        let name = r.name.trim();
+        let known = self
+            .workers
+            .iter()
+            .find(|(_, w)| !r.instance.is_empty() && w.instance == r.instance)
+            .map(|(id, w)| (id.clone(), w.joined));
+        let (worker_id, resume) = match known {
+            Some((id, joined)) => {
+                let reported: Vec<(u64, u32)> =
+                    r.running.iter().map(|t| (t.trial_id, t.attempt)).collect();
+                let kept = if joined {
+                    self.sweep.reattach_worker(&id, &reported)
+                } else {
+                    Vec::new()
+                };
+                info!(event = "worker_reconnected", worker = %id, name, resumed = kept.len());
+                if let Some(link) = self.workers.get_mut(&id) {
+                    link.last_seen = Instant::now();
+                }
+                (id, kept)
+            }
+            None => {
+                let id = format!("w{}", self.next_worker);
+                self.next_worker += 1;
+                info!(event = "worker_registered", worker = %id, name, host = %r.host, slots = r.slots);
+                self.workers.insert(
+                    id.clone(),
+                    WorkerLink {
+                        instance: r.instance.clone(),
+                        name: name.to_string(),
+                        slots: r.slots,
+                        outbox: None,
+                        last_seen: Instant::now(),
+                        joined: false,
+                    },
+                );
+                (id, Vec::new())
+            }
+        };
+        let commands = self.sweep.dispatch();
+        self.apply(commands).await;
+        RegisterResponse {
+            worker_id,
+            sweep_id: self.sweep_id.clone(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            resume: resume
+                .into_iter()
+                .map(|(trial_id, attempt, last_step)| TrialProgress {
+                    trial_id,
+                    attempt,
+                    last_step,
+                })
+                .collect(),
+        }
+    }
+
+    /// Opens a session: returns its number, for `hang_up`.
+    pub(super) async fn connect(
+        &mut self,
+        worker: &str,
+        outbox: Outbox,
+    ) -> Result<u64, CoordinatorError> {
+        self.sessions += 1;
+        let session = self.sessions;
+        if !self.workers.contains_key(worker) {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        }
+        if self.shutdown_sent {
+            // Too late for work: told at once, and nothing more to wait for.
+            let _ = outbox.send(Ok(shutdown_message("sweep finished")));
+            self.workers.remove(worker);
+            return Ok(session);
+        }
+        let Some(link) = self.workers.get_mut(worker) else {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        };
+        link.last_seen = Instant::now();
+        link.outbox = Some((session, outbox));
+        if link.joined {
+            self.sweep.set_available(worker, true);
+        } else {
+            link.joined = true;
+            let (name, slots) = (link.name.clone(), link.slots);
+            info!(event = "worker_connected", worker, name = %name, slots);
+            self.sweep.add_worker(worker.to_string(), name, slots);
+        }
+        let commands = self.sweep.dispatch();
+        self.apply(commands).await;
+        Ok(session)
+    }
+
+    /// The stream ended without a goodbye: the worker keeps its trials while its lease runs.
+    pub(super) fn hang_up(&mut self, worker: &str, session: u64) {
+        if let Some(link) = self.workers.get_mut(worker) {
+            if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
+                link.outbox = None;
+                link.last_seen = Instant::now();
+                self.sweep.set_available(worker, false);
+            }
+        }
+    }
+
+    /// One message from a worker's stream, decoded.
+    pub(super) async fn on_worker_event(
+        &mut self,
+        worker: &str,
+        event: WorkerEvent,
+    ) -> Result<(), CoordinatorError> {
+        let Some(link) = self.workers.get_mut(worker) else {
+            return Err(CoordinatorError::UnknownWorker(worker.to_string()));
+        };
+        link.last_seen = Instant::now();
+        let commands = match event {
+            WorkerEvent::Trace {
+                trial,
+                attempt,
+                points,
+            } => self.sweep.on_trace(worker, trial, attempt, &points)?,
+            WorkerEvent::Completed {
+                trial,
+                attempt,
+                steps,
+            } => self.sweep.on_completed(worker, trial, attempt, steps)?,
+            WorkerEvent::Failed {
+                trial,
+                attempt,
+                error,
+                permanent,
+            } => self
+                .sweep
+                .on_failed(worker, trial, attempt, &error, permanent)?,
+            WorkerEvent::Heartbeat => Vec::new(),
+            WorkerEvent::Leaving { reason } => {
+                info!(event = "worker_leaving", worker, reason = %reason);
+                self.workers.remove(worker);
+                self.sweep.remove_worker(worker, "left")
+            }
+        };
+        self.apply(commands).await;
+        Ok(())
+    }
+}
