@@ -129,7 +129,10 @@ pub fn main() -> ExitCode {
             if report.recommendation.is_none() && report.outcome == SweepStatus::Completed =>
         {
             print!("{}", report.summary());
-            eprintln!("error: no learning rate can be recommended: no trial trained without diverging or failing (see the report)");
+            let why = report
+                .failures()
+                .unwrap_or_else(|| "no trial trained without diverging or failing".to_string());
+            eprintln!("error: no learning rate can be recommended: {why} (see the report)");
             ExitCode::FAILURE
         }
         Ok(report) => {

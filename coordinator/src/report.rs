@@ -1,5 +1,6 @@
 //! The sweep's result: the JSON report and the summary table printed at the end.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -17,7 +18,7 @@ pub struct Report {
     /// best_lr, best_loss, max_stable_lr, suggested_min_lr, suggested_max_lr, and steep_lr,
     /// valley_lr, hypergradient where they apply; none of them when nothing could be
     /// recommended.
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "recommendation_or_nulls")]
     pub recommendation: Option<Recommendation>,
     pub rounds: u32,
     pub total_steps: u64,
@@ -25,6 +26,33 @@ pub struct Report {
     /// Strategy-specific content: the range test's merged and per-shard loss-vs-LR curves.
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub search: serde_json::Value,
+}
+
+/// A recommendation's fields, or the same fields as `null` when there is none: a reader finds
+/// `best_lr` in every report.
+fn recommendation_or_nulls<S: serde::Serializer>(
+    recommendation: &Option<Recommendation>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Nulls {
+        best_lr: Option<f64>,
+        best_loss: Option<f64>,
+        max_stable_lr: Option<f64>,
+        suggested_min_lr: Option<f64>,
+        suggested_max_lr: Option<f64>,
+    }
+    match recommendation {
+        Some(r) => r.serialize(serializer),
+        None => Nulls {
+            best_lr: None,
+            best_loss: None,
+            max_stable_lr: None,
+            suggested_min_lr: None,
+            suggested_max_lr: None,
+        }
+        .serialize(serializer),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +133,32 @@ impl Report {
         }
     }
 
+    /// How many trials failed and the error most of them gave, e.g. "9 trials failed:
+    /// /data/x.csv: cannot read: No such file or directory"; None when none failed.
+    pub fn failures(&self) -> Option<String> {
+        let errors: Vec<&str> = self
+            .trials
+            .iter()
+            .filter(|t| t.status == TrialStatus::Failed)
+            .map(|t| t.error.as_deref().unwrap_or("no error given"))
+            .collect();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &errors {
+            *counts.entry(e).or_default() += 1;
+        }
+        // Most common first; ties to the first in order of the text, so the line is stable.
+        let (common, times) = counts
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))?;
+        let failed = errors.len();
+        let trials = if failed == 1 { "trial" } else { "trials" };
+        Some(if times == failed {
+            format!("{failed} {trials} failed: {common}")
+        } else {
+            format!("{failed} {trials} failed, {times} of them with: {common}")
+        })
+    }
+
     pub fn to_json(&self) -> String {
         // Plain data with string keys: encoding cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -162,10 +216,13 @@ impl Report {
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "outcome          {}", self.outcome.as_str());
+        if let Some(failures) = self.failures() {
+            let _ = writeln!(out, "failed           {failures}");
+        }
         let Some(rec) = &self.recommendation else {
             let _ = writeln!(
                 out,
-                "best_lr          none (no rate trained without diverging)"
+                "best_lr          none (no rate trained without diverging or failing)"
             );
             let _ = writeln!(out, "total_steps      {}", self.total_steps);
             return out;
@@ -188,5 +245,84 @@ impl Report {
         }
         let _ = writeln!(out, "total_steps      {}", self.total_steps);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: u64, status: TrialStatus, error: Option<&str>) -> TrialReport {
+        TrialReport {
+            id,
+            lr: 0.1,
+            round: 0,
+            subset: SubsetReport {
+                replicate: 0,
+                replicates: 1,
+                fraction: 1.0,
+            },
+            status,
+            prune_reason: None,
+            steps: 0,
+            budget: 10,
+            final_loss: None,
+            worker: None,
+            attempts: 1,
+            error: error.map(str::to_string),
+            lr_trajectory: None,
+        }
+    }
+
+    fn report(trials: Vec<TrialReport>) -> Report {
+        Report {
+            sweep_id: "s".into(),
+            outcome: SweepStatus::Completed,
+            recommendation: None,
+            rounds: 1,
+            total_steps: 0,
+            trials,
+            search: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn no_recommendation_is_written_as_nulls() {
+        let json: serde_json::Value = serde_json::from_str(&report(Vec::new()).to_json()).unwrap();
+        for field in [
+            "best_lr",
+            "best_loss",
+            "max_stable_lr",
+            "suggested_min_lr",
+            "suggested_max_lr",
+        ] {
+            assert_eq!(json.get(field), Some(&serde_json::Value::Null), "{field}");
+        }
+        assert_eq!(json["outcome"], "completed");
+    }
+
+    #[test]
+    fn failures_name_the_most_common_error_and_its_count() {
+        let missing = "/data/x.csv: cannot read: No such file or directory";
+        let nine = || -> Vec<TrialReport> {
+            (0..9)
+                .map(|i| trial(i, TrialStatus::Failed, Some(missing)))
+                .collect()
+        };
+        assert_eq!(
+            report(nine()).failures().unwrap(),
+            format!("9 trials failed: {missing}")
+        );
+        let mut trials = nine();
+        trials.push(trial(9, TrialStatus::Failed, Some("out of memory")));
+        trials.push(trial(10, TrialStatus::Completed, None));
+        assert_eq!(
+            report(trials).failures().unwrap(),
+            format!("10 trials failed, 9 of them with: {missing}")
+        );
+        assert_eq!(
+            report(vec![trial(0, TrialStatus::Completed, None)]).failures(),
+            None
+        );
     }
 }

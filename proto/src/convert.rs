@@ -132,18 +132,6 @@ impl From<StopKind> for v1::StopKind {
     }
 }
 
-impl TryFrom<i32> for StopKind {
-    type Error = ConvertError;
-
-    fn try_from(raw: i32) -> Result<Self, Self::Error> {
-        match v1::StopKind::try_from(raw) {
-            Ok(v1::StopKind::Prune) => Ok(StopKind::Prune),
-            Ok(v1::StopKind::Cancel) => Ok(StopKind::Cancel),
-            _ => Err(invalid("kind", format!("unknown stop kind {raw}"))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -310,6 +310,7 @@ impl Store {
     }
 
     /// Insert or update trials (one transaction for the slice).
+    #[cfg(test)]
     pub fn save_trials(&mut self, trials: &[TrialRow]) -> Result<(), CoordinatorError> {
         self.write(trials, &[]).map(drop)
     }

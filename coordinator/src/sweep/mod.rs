@@ -80,26 +80,28 @@ impl Sweep {
     pub fn new(spec: SweepSpec) -> Sweep {
         let mut search = build_strategy(&spec);
         let plan = search.first_round();
-        let mut sweep = Sweep {
-            round: RoundState {
-                rungs: RungBoard::new(&spec.pruning, plan.steps),
-                trials: Vec::new(),
-                plan: plan.clone(),
-                uses_rungs: false,
-            },
+        let (mut trials, mut queue, mut changes) = (Vec::new(), VecDeque::new(), Vec::new());
+        let round = Sweep::open_round(
+            &spec,
+            plan,
+            search.uses_rungs(),
+            &mut trials,
+            &mut queue,
+            &mut changes,
+        );
+        Sweep {
+            round,
             spec,
             search,
-            trials: Vec::new(),
-            queue: VecDeque::new(),
+            trials,
+            queue,
             workers: BTreeMap::new(),
             names: BTreeMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             finished: false,
             interrupted: false,
-            changes: Vec::new(),
-        };
-        sweep.start_round(plan);
-        sweep
+            changes,
+        }
     }
 
     /// What changed since the last call, in the order decided, for the durable store to write.
@@ -137,6 +139,25 @@ impl Sweep {
     }
 
     fn start_round(&mut self, plan: RoundPlan) {
+        self.round = Sweep::open_round(
+            &self.spec,
+            plan,
+            self.search.uses_rungs(),
+            &mut self.trials,
+            &mut self.queue,
+            &mut self.changes,
+        );
+    }
+
+    /// Queues a trial per rate and replicate of `plan`, and returns the round's state.
+    fn open_round(
+        spec: &SweepSpec,
+        plan: RoundPlan,
+        uses_rungs: bool,
+        trials: &mut Vec<Trial>,
+        queue: &mut VecDeque<TrialId>,
+        changes: &mut Vec<Change>,
+    ) -> RoundState {
         info!(
             event = "round_started",
             round = plan.round,
@@ -151,13 +172,13 @@ impl Sweep {
         // largest first: a diverging rate dies within a few steps, so the round quickly gets
         // its good rates' rung values, against which the crawling small rates are cut early.
         let mut lrs = plan.lrs.clone();
-        if self.spec.pruning.rule != RungRule::Dominated {
+        if spec.pruning.rule != RungRule::Dominated {
             lrs.reverse();
         }
         for lr in lrs {
             for replicate in 0..replicates {
-                let id = self.trials.len() as TrialId;
-                self.trials.push(Trial {
+                let id = trials.len() as TrialId;
+                trials.push(Trial {
                     id,
                     round: plan.round,
                     lr,
@@ -177,24 +198,24 @@ impl Sweep {
                     worker: None,
                     worker_name: None,
                     error: None,
-                    monitor: TraceMonitor::new(&self.spec.pruning),
+                    monitor: TraceMonitor::new(&spec.pruning),
                     curve: Vec::new(),
                     settled_loss: None,
                 });
-                self.queue.push_back(id);
+                queue.push_back(id);
                 ids.push(id);
             }
         }
-        self.changes.push(Change::RoundStarted {
+        changes.push(Change::RoundStarted {
             round: plan.round,
             trials: ids.clone(),
         });
-        self.round = RoundState {
-            rungs: RungBoard::new(&self.spec.pruning, plan.steps),
+        RoundState {
+            rungs: RungBoard::new(&spec.pruning, plan.steps),
             trials: ids,
             plan,
-            uses_rungs: self.search.uses_rungs(),
-        };
+            uses_rungs: uses_rungs,
+        }
     }
 
     pub fn add_worker(&mut self, id: WorkerId, name: String, slots: u32) {
