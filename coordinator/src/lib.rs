@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod durable;
 pub mod error;
+pub mod health;
 pub mod prune;
 pub mod range_test;
 pub mod report;

@@ -145,8 +145,11 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = CoordinatorServer::new(CoordinatorService::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Outside the token check: probes cannot send the token.
+    let (health, health_service) = crate::health::serving().await;
     let server = tokio::spawn(
         builder
+            .add_service(health_service)
             .add_service(InterceptedService::new(
                 service,
                 TokenCheck::new(config.token.as_deref()),
@@ -167,6 +170,7 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
         }
     }
 
+    crate::health::not_serving(&health).await;
     // Give workers a moment to read their shutdown order and hang up.
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while hub.connected_workers() > 0 && tokio::time::Instant::now() < deadline {
