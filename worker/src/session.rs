@@ -68,7 +68,12 @@ fn endpoint(config: &WorkerConfig) -> Result<(Endpoint, AttachToken), WorkerErro
     let mut endpoint = Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // Across a network partition nothing arrives and nothing fails: without pings the
+        // stream waits on a dead connection for the kernel's retransmission timeout (minutes).
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
     let https = config.coordinator.starts_with("https://");
     match (&config.ca, https) {
         (Some(ca), true) => {
