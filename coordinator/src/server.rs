@@ -24,7 +24,7 @@ use crate::sweep::Sweep;
 use crate::CoordinatorError;
 
 /// How long workers get to say goodbye after being told the sweep is over.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
