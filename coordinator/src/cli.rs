@@ -74,6 +74,19 @@ pub enum Sub {
         #[arg(long)]
         sweep: Option<String>,
     },
+    /// Ask a coordinator's gRPC health service; exit 0 when it answers SERVING (for Docker's
+    /// HEALTHCHECK and exec probes), 1 otherwise.
+    Health {
+        /// Coordinator URL (default: http://127.0.0.1 at the port of --listen).
+        #[arg(long)]
+        addr: Option<String>,
+        /// "" for the whole server, or lrsweep.v1.Coordinator.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// CA certificate (PEM) for an https:// address.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
 }
 
 impl Args {
@@ -115,6 +128,19 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
+        };
+    }
+    if let Some(Sub::Health { addr, service, ca }) = &args.command {
+        let addr = addr
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.listen.port()));
+        let timeout = std::time::Duration::from_secs(5);
+        return match block_on(crate::health::check(&addr, service, ca.as_deref(), timeout)) {
+            Ok(()) => {
+                println!("SERVING");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
         };
     }
     let config = match args.into_config() {

@@ -19,6 +19,9 @@ pub enum CoordinatorError {
         context: String,
         source: std::io::Error,
     },
+    /// `lrsweep-coordinator health`: no answer, or an answer other than SERVING.
+    #[error("health check of {addr}: {reason}")]
+    Health { addr: String, reason: String },
     #[error("the sweep was shut down")]
     ShuttingDown,
     /// The sweep database failed (I/O, a constraint, a lock held past the busy timeout).

@@ -4,12 +4,13 @@
 //! Decisions are pure: `search` (a file per strategy), `prune` (divergence and rung rules) and
 //! `sweep` (the state machine, which records every change it decides). Driven by thin async
 //! layers: `hub` (one task owns the sweep, fed by channels), `service` (the gRPC face) and
-//! `auth`, `storage` (SQLite and the writer that keeps the sweep there), `server` (`run`), with
+//! `auth`, `health` (gRPC health for probes), `storage` (SQLite and the writer that keeps the sweep there), `server` (`run`), with
 //! `local_workers`, `report` and `cli`.
 
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod health;
 pub mod hub;
 pub mod local_workers;
 pub mod prune;

@@ -24,7 +24,7 @@ use crate::sweep::{Sweep, SweepStatus};
 use crate::CoordinatorError;
 
 /// How long workers get to say goodbye after being told the sweep is over.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -144,8 +144,11 @@ async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = CoordinatorServer::new(CoordinatorService::new(hub.clone(), sweep_id.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Outside the token check: probes cannot send the token.
+    let (health, health_service) = crate::health::serving().await;
     let server = tokio::spawn(
         builder
+            .add_service(health_service)
             .add_service(InterceptedService::new(
                 service,
                 TokenCheck::new(config.token.as_deref()),
@@ -167,6 +170,7 @@ async fn serve(
         }
     }
 
+    crate::health::not_serving(&health).await;
     // Give workers a moment to read their shutdown order and hang up.
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while hub.connected_workers().await > 0 && tokio::time::Instant::now() < deadline {

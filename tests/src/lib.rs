@@ -259,3 +259,12 @@ pub fn start_worker(bin: &str, addr: &str, name: &str) -> Proc {
     )
     .0
 }
+
+/// SIGTERM, as `kill` or a service manager sends it.
+pub fn sigterm(proc: &Proc) {
+    let status = Command::new("kill")
+        .args(["-TERM", &proc.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{free_addr, read_json, start_coordinator_on, Proc, Setup};
+use lrsweep_tests::{free_addr, read_json, sigterm, start_coordinator_on, Proc, Setup};
 use serde_json::Value;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -191,15 +191,6 @@ fn trial_ids(proc: &Proc, event: &str) -> Vec<u64> {
                 .unwrap_or_else(|| panic!("no trial id: {e}"))
         })
         .collect()
-}
-
-/// SIGTERM, as `kill` or a service manager sends it.
-fn sigterm(proc: &Proc) {
-    let status = Command::new("kill")
-        .args(["-TERM", &proc.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM failed");
 }
 
 /// Checks that the report's trials are exactly ids 0..n, each once, and that the total agrees

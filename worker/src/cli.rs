@@ -39,6 +39,10 @@ pub struct Args {
     /// CA certificate (PEM) for an https:// coordinator.
     #[arg(long, env = "LRSWEEP_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Exit 0 after this long without a coordinator, e.g. `90s`, `10m`, `1h` (a bare number is
+    /// seconds). Default: retry forever.
+    #[arg(long, env = "LRSWEEP_GIVE_UP_AFTER", value_parser = crate::duration::parse)]
+    pub give_up_after: Option<Duration>,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -65,6 +69,7 @@ impl Args {
             max_backoff: Duration::from_millis(self.max_backoff_ms.max(100)),
             token: self.token.filter(|t| !t.is_empty()),
             ca: self.ca,
+            give_up_after: self.give_up_after,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! resumes its trials where the coordinator lost them.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lrsweep_proto::cli::shutdown_signal;
 use lrsweep_proto::domain::TrialAssignment;
@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an `https://` coordinator.
     pub ca: Option<std::path::PathBuf>,
+    /// Exit 0 after this long without a coordinator (a Job's or Slurm step's worker must end).
+    pub give_up_after: Option<Duration>,
 }
 
 type Client = CoordinatorClient<InterceptedService<Channel, AttachToken>>;
@@ -66,7 +68,12 @@ fn endpoint(config: &WorkerConfig) -> Result<(Endpoint, AttachToken), WorkerErro
     let mut endpoint = Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // Across a network partition nothing arrives and nothing fails: without pings the
+        // stream waits on a dead connection for the kernel's retransmission timeout (minutes).
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
     let https = config.coordinator.starts_with("https://");
     match (&config.ca, https) {
         (Some(ca), true) => {
@@ -130,11 +137,22 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         worker.config.max_backoff,
         u64::from(std::process::id()),
     );
+    let mut alone_since = Instant::now();
     loop {
+        let mut registered = false;
         let outcome = worker
-            .session(&endpoint, &token, &mut backoff, leave.clone())
+            .session(
+                &endpoint,
+                &token,
+                &mut backoff,
+                &mut registered,
+                leave.clone(),
+            )
             .instrument(span.clone())
             .await;
+        if registered {
+            alone_since = Instant::now();
+        }
         worker.outbox.close();
         let why = match outcome {
             Ok(SessionEnd::Over) => return Ok(()),
@@ -151,7 +169,17 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             }
             Err(e) => e.to_string(),
         };
-        let delay = backoff.next_delay();
+        let mut delay = backoff.next_delay();
+        if let Some(limit) = worker.config.give_up_after {
+            let alone = alone_since.elapsed();
+            if alone >= limit {
+                info!(parent: &span, event = "giving_up", alone_s = alone.as_secs(), reason = "no coordinator for --give-up-after");
+                worker.trials.stop_all();
+                return Ok(());
+            }
+            // One last attempt when the time is up, not a full backoff later.
+            delay = delay.min(limit - alone);
+        }
         warn!(
             parent: &span,
             event = "coordinator_unreachable",
@@ -185,6 +213,7 @@ impl Worker {
         endpoint: &Endpoint,
         token: &AttachToken,
         backoff: &mut Backoff,
+        registered: &mut bool,
         mut leave: watch::Receiver<bool>,
     ) -> Result<SessionEnd, WorkerError> {
         let channel = endpoint.connect().await?;
@@ -200,6 +229,7 @@ impl Worker {
             .await?
             .into_inner();
         backoff.reset();
+        *registered = true;
 
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(up(Up::Hello(Hello {
