@@ -43,7 +43,7 @@ fn fresh_store(path: &Path) -> Store {
         .create_sweep(&SweepRow {
             sweep_id: SWEEP.into(),
             spec_toml: String::new(),
-            status: "running".into(),
+            status: lrsweep_coordinator::sweep::SweepStatus::Running,
             created_at_ms: 0,
         })
         .expect("create the sweep");

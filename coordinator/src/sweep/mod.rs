@@ -214,7 +214,7 @@ impl Sweep {
             rungs: RungBoard::new(&spec.pruning, plan.steps),
             trials: ids,
             plan,
-            uses_rungs: uses_rungs,
+            uses_rungs,
         }
     }
 
