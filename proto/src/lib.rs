@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod convert;
 pub mod domain;
+pub mod rng;
 
 /// Generated messages, client and server for `lrsweep.v1`.
 pub mod v1 {

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 use lrsweep_proto::domain::{DatasetSpec, Subset, Task, TrainerConfig};
+use lrsweep_proto::rng::{Rng, Stream};
 use ndarray::{Array1, Array2, Axis};
 
-use super::rng::{Rng, Stream};
 use crate::WorkerError;
 
 const DIGITS_CSV: &str = include_str!("../../data/digits.csv");
