@@ -103,6 +103,10 @@ model = {{ kind = "softmax" }}
         worker.tail(10)
     );
     assert_eq!(worker.events("trial_failed").len(), 3 * 2);
+    // No attempt can find the file: the worker says so (TrialFailed.permanent).
+    for failed in worker.events("trial_failed") {
+        assert_eq!(failed["permanent"], true, "{failed}");
+    }
 
     let report = setup.report();
     assert!(report["best_lr"].is_null());

@@ -281,6 +281,8 @@ impl Worker {
                     trial_id,
                     attempt,
                     error: e.to_string(),
+                    // A message this worker cannot read fails the same way everywhere.
+                    permanent: true,
                 })));
                 return;
             }
@@ -308,10 +310,16 @@ impl Worker {
                 match joined {
                     Ok(TrialEnd::Completed(steps)) => info!(event = "trial_finished", steps),
                     Ok(TrialEnd::Stopped) => info!(event = "trial_stopped"),
-                    Ok(TrialEnd::Failed(error)) => warn!(event = "trial_failed", error = %error),
+                    Ok(TrialEnd::Failed { error, permanent }) => {
+                        warn!(event = "trial_failed", error = %error, permanent)
+                    }
                     Err(join) => {
-                        let end = TrialEnd::Failed(format!("trainer panicked: {join}"));
-                        warn!(event = "trial_failed", error = %join);
+                        // A panic is a bug, perhaps one of this worker alone: worth another try.
+                        let end = TrialEnd::Failed {
+                            error: format!("trainer panicked: {join}"),
+                            permanent: false,
+                        };
+                        warn!(event = "trial_failed", error = %join, permanent = false);
                         settle(trial_id, attempt, &end, &state, &trials, &outbox);
                     }
                 }

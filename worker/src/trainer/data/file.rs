@@ -22,8 +22,10 @@ pub(super) fn source(path: &Path) -> String {
 /// The file's bytes, decompressed if they start with gzip's magic bytes (whatever the name).
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, WorkerError> {
     let name = source(path);
-    let bytes =
-        std::fs::read(path).map_err(|e| data_error(&name, 0, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|source| WorkerError::DataFile {
+        path: name.clone(),
+        source,
+    })?;
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
@@ -66,11 +68,23 @@ mod tests {
 
         let corrupt = dir.write("corrupt.gz", &gzip(b"x")[..8]);
         assert_eq!(data_error_at(read_file(&corrupt)).1, 0);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_named_with_its_cause() {
+        let dir = TempDir::new("unreadable");
         let missing = dir.path().join("missing.csv");
-        assert_eq!(
-            data_error_at(read_file(&missing)),
-            (missing.display().to_string(), 0)
-        );
+        for (path, kind) in [
+            (missing.as_path(), std::io::ErrorKind::NotFound),
+            (dir.path(), std::io::ErrorKind::IsADirectory),
+        ] {
+            match read_file(path) {
+                Err(WorkerError::DataFile { path: name, source }) => {
+                    assert_eq!((name, source.kind()), (path.display().to_string(), kind));
+                }
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

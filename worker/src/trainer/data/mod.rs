@@ -297,7 +297,7 @@ mod tests {
     use lrsweep_proto::domain::{ModelSpec, Task};
 
     use super::*;
-    use test_support::{config, data_error_at, digits, gzip, subset, TempDir};
+    use test_support::{config, digits, gzip, subset, TempDir};
 
     #[test]
     fn files_load_through_prepare_and_errors_name_them() {
@@ -342,7 +342,14 @@ mod tests {
             },
             0,
         ));
-        assert_eq!(data_error_at(error), (missing.display().to_string(), 0));
+        let error = error.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&missing.display().to_string()),
+            "{error}"
+        );
+        assert!(error.is_permanent(), "no other attempt will find it");
     }
 
     #[test]
