@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::durable::{load_sweep, spec_text, Durable};
@@ -54,10 +53,6 @@ pub struct CoordinatorConfig {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CoordinatorError> {
-    std::fs::read(path).map_err(|e| CoordinatorError::io(format!("reading {}", path.display()), e))
 }
 
 /// Opens the database and either resumes its unfinished sweep or starts a new one.
@@ -134,27 +129,26 @@ pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> 
     info!(event = "listening", addr = %addr, report = %config.report_path.display());
 
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        let identity = Identity::from_pem(read_file(&tls.cert)?, read_file(&tls.key)?);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
-    }
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     // With an incoming stream of our own, the builder's tcp_nodelay does not apply: without it
     // Nagle holds a small write (a stop order) until the previous one is acknowledged, and the
     // peer's delayed ACK made that up to 40 ms (the p99 of prune latency at 100 workers).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = CoordinatorServer::new(CoordinatorService::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let server = tokio::spawn(
-        builder
-            .add_service(InterceptedService::new(
-                service,
-                TokenCheck::new(config.token.as_deref()),
-            ))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = server_stopped.await;
-            }),
-    );
+    let router = tonic::transport::Server::builder().add_service(InterceptedService::new(
+        service,
+        TokenCheck::new(config.token.as_deref()),
+    ));
+    let stopped = async {
+        let _ = server_stopped.await;
+    };
+    let server = match tls {
+        Some(acceptor) => tokio::spawn(
+            router.serve_with_incoming_shutdown(crate::tls::incoming(incoming, acceptor), stopped),
+        ),
+        None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped)),
+    };
 
     let mut children = spawn_local_workers(&config, addr)?;
 

@@ -136,9 +136,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             .instrument(span.clone())
             .await;
         worker.outbox.close();
-        let why = match outcome {
+        let (why, hint) = match outcome {
             Ok(SessionEnd::Over) => return Ok(()),
-            Ok(SessionEnd::Lost(why)) => why,
+            Ok(SessionEnd::Lost(why)) => (why, None),
             // Retrying cannot fix a refused token or a registration the coordinator rejects.
             Err(WorkerError::Rpc(status))
                 if matches!(
@@ -149,7 +149,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                 worker.trials.stop_all();
                 return Err(WorkerError::Rpc(status));
             }
-            Err(e) => e.to_string(),
+            Err(e) => crate::diagnose::explain(&e, &worker.config.coordinator).await,
         };
         let delay = backoff.next_delay();
         warn!(
@@ -157,6 +157,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             event = "coordinator_unreachable",
             coordinator = %worker.config.coordinator,
             error = %why,
+            hint,
             attempt = backoff.failures(),
             retry_in_ms = delay.as_millis() as u64,
         );
