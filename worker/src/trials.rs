@@ -248,37 +248,40 @@ pub fn train(
     outbox: &Outbox,
 ) -> TrialEnd {
     let (trial_id, attempt) = (assignment.trial_id, assignment.attempt);
-    let result = cache.get(&assignment.trainer).and_then(|data| {
-        let mut batch: Vec<TracePoint> = Vec::with_capacity(BATCH_POINTS);
-        let mut oldest = Instant::now();
-        let run = run_trial(
-            assignment,
-            data,
-            &|| state.stop.load(Ordering::Relaxed),
-            &mut |point| {
-                if batch.is_empty() {
-                    oldest = Instant::now();
-                }
-                batch.push(point);
-                // Anything the coordinator may act on at once goes out at once.
-                let urgent = !point.train_loss.is_finite() || point.val_loss.is_some();
-                if urgent || batch.len() >= BATCH_POINTS || oldest.elapsed() >= BATCH_AGE {
-                    state.publish(trial_id, std::mem::take(&mut batch), outbox);
-                }
-            },
-        )?;
-        if !batch.is_empty() {
-            state.publish(trial_id, batch, outbox);
-        }
-        Ok(run)
-    });
+    let result = cache
+        .get(&assignment.trainer)
+        .and_then(|data| {
+            let mut batch: Vec<TracePoint> = Vec::with_capacity(BATCH_POINTS);
+            let mut oldest = Instant::now();
+            let run = run_trial(
+                assignment,
+                data,
+                &|| state.stop.load(Ordering::Relaxed),
+                &mut |point| {
+                    if batch.is_empty() {
+                        oldest = Instant::now();
+                    }
+                    batch.push(point);
+                    // Anything the coordinator may act on at once goes out at once.
+                    let urgent = !point.train_loss.is_finite() || point.val_loss.is_some();
+                    if urgent || batch.len() >= BATCH_POINTS || oldest.elapsed() >= BATCH_AGE {
+                        state.publish(trial_id, std::mem::take(&mut batch), outbox);
+                    }
+                },
+            )?;
+            if !batch.is_empty() {
+                state.publish(trial_id, batch, outbox);
+            }
+            Ok(run)
+        })
+        .map_err(|e| TrialEnd::Failed {
+            permanent: e.is_permanent(),
+            error: e.to_string(),
+        });
     let end = match result {
         Ok(run) if run.stopped => TrialEnd::Stopped,
         Ok(run) => TrialEnd::Completed(run.steps),
-        Err(e) => TrialEnd::Failed {
-            permanent: e.is_permanent(),
-            error: e.to_string(),
-        },
+        Err(failed) => failed,
     };
     settle(trial_id, attempt, &end, state, trials, outbox);
     end
