@@ -9,24 +9,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::Uri;
 
-/// Causes we recognise by the name rustls gives them in the chain, and what to do.
-const HINTS: &[(&str, &str)] = &[
+/// Causes we recognise by the words rustls gives them in the chain, and what to do.
+const HINTS: &[(&[&str], &str)] = &[
     (
-        "CaUsedAsEndEntity",
+        &["CaUsedAsEndEntity"],
         "the coordinator's certificate is a CA certificate (as `openssl req -x509` makes by \
          default): make a CA and a server certificate signed by it, give the coordinator the \
          server certificate and the workers the CA with --ca (see README, Certificates)",
     ),
     (
-        "UnknownIssuer",
+        &["UnknownIssuer"],
         "the coordinator's certificate is not signed by the CA given with --ca",
     ),
     (
-        "NotValidForName",
+        &["NotValidForName", "not valid for name"],
         "the coordinator's certificate does not name the host in --coordinator: add it to the \
          certificate's subjectAltName",
     ),
-    ("Expired", "the coordinator's certificate has expired"),
 ];
 
 const USE_HTTPS: &str = "the coordinator speaks TLS: use https:// and --ca";
@@ -51,7 +50,7 @@ fn chain(error: &dyn Error) -> String {
 fn hint_for(chain: &str) -> Option<&'static str> {
     HINTS
         .iter()
-        .find(|(cause, _)| chain.contains(cause))
+        .find(|(causes, _)| causes.iter().any(|cause| chain.contains(cause)))
         .map(|&(_, hint)| hint)
 }
 
@@ -136,6 +135,8 @@ mod tests {
              Other(OtherError(CaUsedAsEndEntity))"
         );
         assert!(hint_for(&text).is_some_and(|h| h.contains("CA certificate")));
+        let wrong_name = "invalid peer certificate: certificate not valid for name \"a\"";
+        assert!(hint_for(wrong_name).is_some_and(|h| h.contains("subjectAltName")));
         assert_eq!(hint_for("connection refused"), None);
     }
 
