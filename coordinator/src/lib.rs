@@ -20,6 +20,7 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod sweep;
+mod tls;
 
 pub use error::CoordinatorError;
 pub use server::{run, CoordinatorConfig};

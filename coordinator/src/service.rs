@@ -86,7 +86,7 @@ fn decode(message: WorkerMessage) -> Result<WorkerEvent, CoordinatorError> {
             trial: f.trial_id,
             attempt: f.attempt,
             error: f.error,
-            permanent: false,
+            permanent: f.permanent,
         },
         Some(Up::Heartbeat(_)) => WorkerEvent::Heartbeat,
         Some(Up::Leaving(l)) => WorkerEvent::Leaving { reason: l.reason },

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod convert;
 pub mod domain;
+pub mod rng;
 pub mod spec;
 
 /// Generated messages, client and server for `lrsweep.v1`.

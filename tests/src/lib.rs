@@ -142,6 +142,28 @@ impl Proc {
     }
 
     /// Log lines whose `event` field equals `event`.
+    /// The first log line of `event` that `matches`, waiting up to `timeout` for it; panics
+    /// with the last lines if none comes.
+    pub fn wait_for_event(
+        &self,
+        event: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.events(event).into_iter().find(&matches) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching {event} within {timeout:?}: {:#?}",
+                self.tail(20)
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
         self.logs
             .lock()

@@ -93,16 +93,30 @@ model = {{ kind = "softmax" }}
     .unwrap();
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--max-attempts", "2"]);
     let mut worker = start_worker(WORKER, &addr, "steady");
-    let (status, _) = coordinator.wait_output(Duration::from_secs(120));
-    // Nothing to recommend: a clear failure, with the report written all the same.
+    let (status, summary) = coordinator.wait_output(Duration::from_secs(120));
+    // Nothing to recommend: a clear failure, with the report written all the same, and the
+    // summary says what went wrong with how many trials.
     assert!(!status.success());
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("failed"))
+        .unwrap_or_else(|| panic!("no failures line in:\n{summary}"));
+    assert!(
+        line.contains("3 trials failed: ") && line.contains("no-such-file.csv"),
+        "{line}"
+    );
     let (status, _) = worker.wait_output(Duration::from_secs(30));
     assert!(
         status.success(),
         "the worker stays up: {:#?}",
         worker.tail(10)
     );
-    assert_eq!(worker.events("trial_failed").len(), 3 * 2);
+    // No attempt can find the file: the worker says so (TrialFailed.permanent), and each trial
+    // fails on its first attempt instead of using up --max-attempts.
+    assert_eq!(worker.events("trial_failed").len(), 3);
+    for failed in worker.events("trial_failed") {
+        assert_eq!(failed["permanent"], true, "{failed}");
+    }
 
     let report = setup.report();
     assert!(report["best_lr"].is_null());
@@ -110,7 +124,7 @@ model = {{ kind = "softmax" }}
     assert_eq!(trials.len(), 3);
     for t in trials {
         assert_eq!(t["status"], "failed", "{t}");
-        assert_eq!(t["attempts"], 2, "{t}");
+        assert_eq!(t["attempts"], 1, "{t}");
         let error = t["error"].as_str().unwrap();
         assert!(error.contains("no-such-file.csv"), "{error}");
     }

@@ -209,6 +209,7 @@ async fn bad_requests_get_invalid_argument_with_a_reason() {
         trial_id: e.trial_id,
         attempt: e.attempt,
         error: "x".repeat(5 * 1024 * 1024),
+        permanent: false,
     }));
     let status = s.rejected_with(huge).await;
     assert_ne!(status.code(), Code::Ok, "{status:?}");

@@ -21,6 +21,14 @@ replicates = 1
 model = { kind = "softmax" }
 "#;
 
+/// How long a log line that must come may take.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A string field of a log line, "" when absent.
+fn text<'a>(line: &'a serde_json::Value, field: &str) -> &'a str {
+    line[field].as_str().unwrap_or_default()
+}
+
 fn all_logs(p: &Proc) -> String {
     p.logs
         .lock()
@@ -104,6 +112,52 @@ fn tls_round_trip_with_a_certificate_made_here() {
         trials.iter().all(|t| t["worker"] == "encrypted"),
         "{trials:#?}"
     );
-    assert!(!plain.events("coordinator_unreachable").is_empty());
+    // The plain worker is told why, and the coordinator logs the handshakes it refused.
+    let line = plain.wait_for_event("coordinator_unreachable", WAIT, |l| {
+        text(l, "hint").contains("use https://")
+    });
+    assert!(!text(&line, "error").is_empty(), "{line}");
+    let refused = coordinator.wait_for_event("tls_handshake_failed", WAIT, |l| {
+        text(l, "hint").contains("http://")
+    });
+    assert!(
+        text(&refused, "peer").starts_with("127.0.0.1:"),
+        "{refused}"
+    );
     let _ = plain.child.kill();
+}
+
+/// A self-signed CA certificate as the server's own, as `openssl req -x509` makes by default:
+/// rustls refuses it (CaUsedAsEndEntity), and both sides say so.
+#[test]
+fn a_ca_certificate_as_the_coordinators_own_is_explained_on_both_sides() {
+    let setup = Setup::new("tls-ca", SPEC);
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&key).unwrap();
+    let (cert, key_file) = (setup.path("ca.pem"), setup.path("ca-key.pem"));
+    std::fs::write(&cert, ca.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let cert = cert.to_str().unwrap();
+    let (coordinator, addr) = setup.start_coordinator(
+        COORDINATOR,
+        &["--tls-cert", cert, "--tls-key", key_file.to_str().unwrap()],
+    );
+    let (worker, _) = Proc::spawn(
+        WORKER,
+        &["--coordinator", &format!("https://{addr}"), "--ca", cert],
+    );
+    let line = worker.wait_for_event("coordinator_unreachable", WAIT, |l| {
+        text(l, "error").contains("CaUsedAsEndEntity")
+    });
+    let hint = text(&line, "hint");
+    assert!(
+        hint.contains("CA certificate") && hint.contains("README"),
+        "{line}"
+    );
+    let refused = coordinator.wait_for_event("tls_handshake_failed", WAIT, |l| {
+        text(l, "peer").starts_with("127.0.0.1:")
+    });
+    assert!(!text(&refused, "error").is_empty(), "{refused}");
 }

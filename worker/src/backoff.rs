@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use lrsweep_proto::rng::SplitMix64;
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
     max: Duration,
     failures: u32,
-    /// SplitMix64 state; jitter only needs to differ between workers, not be unpredictable.
-    seed: u64,
+    /// Jitter only needs to differ between workers, not be unpredictable.
+    jitter: SplitMix64,
 }
 
 impl Backoff {
@@ -17,7 +19,7 @@ impl Backoff {
             base,
             max: max.max(base),
             failures: 0,
-            seed,
+            jitter: SplitMix64::new(seed),
         }
     }
 
@@ -38,13 +40,7 @@ impl Backoff {
             .saturating_mul(1u32 << self.failures.min(20))
             .min(self.max);
         self.failures = self.failures.saturating_add(1);
-        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-        exp.mul_f64(0.5 + 0.5 * unit)
+        exp.mul_f64(0.5 + 0.5 * self.jitter.unit())
     }
 }
 

@@ -9,6 +9,12 @@ pub enum WorkerError {
         line: usize,
         reason: String,
     },
+    /// A data file could not be read at all.
+    #[error("{path}: cannot read: {source}")]
+    DataFile {
+        path: String,
+        source: std::io::Error,
+    },
     /// A trial asks for something this worker cannot train.
     #[error("invalid trial: {0}")]
     InvalidTrial(String),
@@ -25,15 +31,83 @@ pub enum WorkerError {
     Io(#[from] std::io::Error),
 }
 
+impl WorkerError {
+    /// Whether a trial that failed with this error would fail again on any attempt, here or on
+    /// another worker (`TrialFailed.permanent`): bad data, an invalid trial, a data file that is
+    /// not there, not readable or not a file. An I/O error that may pass (interrupted, timed
+    /// out, a busy or stale network file) is not permanent, nor is anything unforeseen: those
+    /// are retried as before.
+    pub fn is_permanent(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            WorkerError::Data { .. }
+            | WorkerError::InvalidTrial(_)
+            | WorkerError::Convert(_)
+            | WorkerError::Config(_) => true,
+            WorkerError::DataFile { source, .. } => matches!(
+                source.kind(),
+                NotFound
+                    | PermissionDenied
+                    | IsADirectory
+                    | NotADirectory
+                    | InvalidInput
+                    | InvalidData
+                    | InvalidFilename
+            ),
+            WorkerError::Transport(_) | WorkerError::Rpc(_) | WorkerError::Io(_) => false,
+        }
+    }
+}
+
 impl From<WorkerError> for tonic::Status {
     fn from(e: WorkerError) -> Self {
         match e {
             WorkerError::Rpc(status) => status,
             WorkerError::Convert(c) => c.into(),
-            WorkerError::InvalidTrial(_) | WorkerError::Data { .. } => {
-                tonic::Status::invalid_argument(e.to_string())
-            }
+            WorkerError::InvalidTrial(_)
+            | WorkerError::Data { .. }
+            | WorkerError::DataFile { .. } => tonic::Status::invalid_argument(e.to_string()),
             other => tonic::Status::internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    fn file(kind: ErrorKind) -> WorkerError {
+        WorkerError::DataFile {
+            path: "d.csv".into(),
+            source: Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn only_failures_no_retry_can_fix_are_permanent() {
+        let data = WorkerError::Data {
+            source_name: "d.csv".into(),
+            line: 3,
+            reason: "not a number".into(),
+        };
+        for permanent in [
+            data,
+            WorkerError::InvalidTrial("no such model".into()),
+            file(ErrorKind::NotFound),
+            file(ErrorKind::PermissionDenied),
+            file(ErrorKind::IsADirectory),
+        ] {
+            assert!(permanent.is_permanent(), "{permanent:?}");
+        }
+        for transient in [
+            file(ErrorKind::Interrupted),
+            file(ErrorKind::TimedOut),
+            file(ErrorKind::Other),
+            WorkerError::Io(Error::from(ErrorKind::UnexpectedEof)),
+        ] {
+            assert!(!transient.is_permanent(), "{transient:?}");
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod cli;
+mod diagnose;
 pub mod duration;
 pub mod error;
 pub mod one_trial;

@@ -154,9 +154,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             alone_since = Instant::now();
         }
         worker.outbox.close();
-        let why = match outcome {
+        let (why, hint) = match outcome {
             Ok(SessionEnd::Over) => return Ok(()),
-            Ok(SessionEnd::Lost(why)) => why,
+            Ok(SessionEnd::Lost(why)) => (why, None),
             // Retrying cannot fix a refused token or a registration the coordinator rejects.
             Err(WorkerError::Rpc(status))
                 if matches!(
@@ -167,7 +167,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                 worker.trials.stop_all();
                 return Err(WorkerError::Rpc(status));
             }
-            Err(e) => e.to_string(),
+            Err(e) => crate::diagnose::explain(&e, &worker.config.coordinator).await,
         };
         let mut delay = backoff.next_delay();
         if let Some(limit) = worker.config.give_up_after {
@@ -185,6 +185,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             event = "coordinator_unreachable",
             coordinator = %worker.config.coordinator,
             error = %why,
+            hint,
             attempt = backoff.failures(),
             retry_in_ms = delay.as_millis() as u64,
         );
@@ -311,6 +312,8 @@ impl Worker {
                     trial_id,
                     attempt,
                     error: e.to_string(),
+                    // A message this worker cannot read fails the same way everywhere.
+                    permanent: true,
                 })));
                 return;
             }
@@ -338,10 +341,16 @@ impl Worker {
                 match joined {
                     Ok(TrialEnd::Completed(steps)) => info!(event = "trial_finished", steps),
                     Ok(TrialEnd::Stopped) => info!(event = "trial_stopped"),
-                    Ok(TrialEnd::Failed(error)) => warn!(event = "trial_failed", error = %error),
+                    Ok(TrialEnd::Failed { error, permanent }) => {
+                        warn!(event = "trial_failed", error = %error, permanent)
+                    }
                     Err(join) => {
-                        let end = TrialEnd::Failed(format!("trainer panicked: {join}"));
-                        warn!(event = "trial_failed", error = %join);
+                        // A panic is a bug, perhaps one of this worker alone: worth another try.
+                        let end = TrialEnd::Failed {
+                            error: format!("trainer panicked: {join}"),
+                            permanent: false,
+                        };
+                        warn!(event = "trial_failed", error = %join, permanent = false);
                         settle(trial_id, attempt, &end, &state, &trials, &outbox);
                     }
                 }

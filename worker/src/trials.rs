@@ -231,7 +231,11 @@ impl DataCache {
 pub enum TrialEnd {
     Completed(u64),
     Stopped,
-    Failed(String),
+    /// `permanent`: no other attempt can succeed (`TrialFailed.permanent`).
+    Failed {
+        error: String,
+        permanent: bool,
+    },
 }
 
 /// Trains one trial on this (blocking) thread, streaming its points in small batches, then
@@ -270,11 +274,14 @@ pub fn train(
             }
             Ok(run)
         })
-        .map_err(|e| e.to_string());
+        .map_err(|e| TrialEnd::Failed {
+            permanent: e.is_permanent(),
+            error: e.to_string(),
+        });
     let end = match result {
         Ok(run) if run.stopped => TrialEnd::Stopped,
         Ok(run) => TrialEnd::Completed(run.steps),
-        Err(e) => TrialEnd::Failed(e),
+        Err(failed) => failed,
     };
     settle(trial_id, attempt, &end, state, trials, outbox);
     end
@@ -295,10 +302,11 @@ pub fn settle(
             attempt,
             steps: *steps,
         }),
-        TrialEnd::Failed(error) => Up::Failed(TrialFailed {
+        TrialEnd::Failed { error, permanent } => Up::Failed(TrialFailed {
             trial_id,
             attempt,
             error: error.clone(),
+            permanent: *permanent,
         }),
         TrialEnd::Stopped => {
             trials.stop(trial_id, attempt);

@@ -186,9 +186,9 @@ fn longest_descent(curve: &[LossPoint]) -> Option<(usize, usize)> {
 mod tests {
     use super::*;
     use crate::prune::TraceMonitor;
-    use crate::search::single_round::SplitMix64;
     use crate::search::{build_strategy, TrialResult, TrialStatus};
     use lrsweep_proto::domain::{ScheduleSpec, TracePoint};
+    use lrsweep_proto::rng::SplitMix64;
     use lrsweep_proto::spec::{PruningSpec, SweepSpec};
 
     fn curve(start_step: u64, losses: &[f64]) -> Vec<CurvePoint> {

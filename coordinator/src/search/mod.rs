@@ -8,7 +8,7 @@ pub mod loss_curve;
 mod lr_range;
 pub mod outcome;
 mod recommendation;
-pub(crate) mod single_round;
+mod single_round;
 #[cfg(test)]
 pub(crate) mod test_support;
 

@@ -1,34 +1,12 @@
 //! Searches of one round at the last round's budget: the exhaustive grid and the random search.
 
+use lrsweep_proto::rng::SplitMix64;
 use lrsweep_proto::spec::{GridSpec, RandomSpec, SearchSpec};
 
 use super::lattice::{grid_len, log_span};
 use super::outcome::{candidates, CandidateResult, TrialResult};
 use super::recommendation::{recommend, Recommendation};
 use super::{RoundPlan, Strategy};
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-mixed generator, enough to spread
-/// random-search rates and keep them reproducible from the spec's seed.
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1): the top 53 bits, every value a double can hold exactly.
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// A search of one round at the last round's budget: the grid and the random search. Best is the
 /// lowest score, max stable the largest rate that trained its budget without diverging.

@@ -60,9 +60,6 @@ pub enum Activation {
     Tanh,
 }
 
-/// How the weights move, given the minibatch gradient g. Every optimizer takes `weight_decay`
-/// (default 0): an L2 penalty added to the gradient, g + weight_decay·w, on every parameter.
-
 impl ModelSpec {
     /// Checks values serde cannot; fields are named relative to the trainer section.
     pub fn validate(&self) -> Checked {

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{at_least, decay_rate, invalid, Checked};
 
+/// How the weights move, given the minibatch gradient g. Every optimizer takes `weight_decay`
+/// (default 0): an L2 penalty added to the gradient, g + weight_decay·w, on every parameter.
 /// The hypergradient variants (Baydin et al. 2018, method.md §3) start their rate at the
 /// trial's lr and adapt it every step by `hypergrad_lr` times one dot product over all
 /// parameters.

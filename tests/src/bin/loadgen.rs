@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lrsweep_coordinator::prune::TraceMonitor;
 use lrsweep_proto::domain;
+use lrsweep_proto::rng::{hash, unit};
 use lrsweep_proto::spec::PruningSpec;
 use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
@@ -237,19 +238,11 @@ fn now_ms() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Synthetic traces.
 
-/// SplitMix64 finaliser: a well-mixed 64-bit hash, so each point's noise is a pure function of
-/// (seed, trial, attempt, step) and runs are reproducible.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Uniform in [−1, 1).
+/// Uniform in [−1, 1): a pure function of (seed, trial, attempt, step), so runs are
+/// reproducible.
 fn noise(seed: u64, trial: u64, attempt: u32, step: u64) -> f64 {
-    let h = mix(seed ^ mix(trial ^ mix(u64::from(attempt) ^ mix(step))));
-    (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    let h = hash(seed ^ hash(trial ^ hash(u64::from(attempt) ^ hash(step))));
+    unit(h) * 2.0 - 1.0
 }
 
 /// (train loss, validation loss) of `a` at `step`.
@@ -454,9 +447,7 @@ async fn simulated_worker(
     // (a fixed fraction from its index), else N workers assigned at once would all send in the
     // same millisecond, every interval, for the whole run.
     let phase = batch_interval
-        .map(|every| {
-            every.mul_f64((mix(args.seed ^ index as u64) >> 11) as f64 / (1u64 << 53) as f64)
-        })
+        .map(|every| every.mul_f64(unit(hash(args.seed ^ index as u64))))
         .unwrap_or_default();
     let records = &shared.attempts[index];
     let mut current: Option<Running> = None;

@@ -5,19 +5,18 @@
 mod data;
 mod model;
 mod optim;
-mod rng;
 mod schedule;
 
 use std::sync::Arc;
 
 use lrsweep_proto::domain::{Ramp, ScheduleSpec, TracePoint, TrialAssignment};
+use lrsweep_proto::rng::{Rng, Stream};
 use ndarray::Array2;
 
 use crate::WorkerError;
 pub use data::PreparedData;
 use model::{Model, Scratch};
 use optim::Optimizer;
-use rng::{Rng, Stream};
 pub use schedule::scheduled_lr;
 
 /// One trial's model, optimizer and minibatch cursor.

@@ -10,8 +10,8 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 use super::data::Targets;
-use super::rng::Rng;
 use crate::WorkerError;
+use lrsweep_proto::rng::Rng;
 
 /// Refuse models beyond this many parameters: a typo in `hidden` must be an error, not an
 /// allocation that aborts the worker (params, gradient and optimizer state each hold this many).
@@ -349,8 +349,8 @@ fn sigmoid(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rng::Stream;
     use super::*;
+    use lrsweep_proto::rng::Stream;
     use ndarray::array;
 
     fn random_x(rows: usize, features: usize) -> Array2<f64> {
