@@ -312,3 +312,32 @@ fn rung_rule_stops_trials_far_behind_their_peers() {
         .all(|t| t.lr != 0.1 && t.steps < t.budget));
     assert!(sweep.total_steps() < 4 * 2 * 100 + 3 * 2 * 200);
 }
+
+#[test]
+fn a_permanent_failure_fails_the_trial_at_once() {
+    let mut sweep = Sweep::new(spec(RungRule::None));
+    sweep.add_worker("w1".into(), "a".into(), 1);
+    let (_, a) = assignments(&sweep.dispatch()).remove(0);
+    sweep.take_changes();
+    let next = sweep
+        .on_failed(
+            "w1",
+            a.trial_id,
+            1,
+            "x.csv: cannot read: No such file",
+            true,
+        )
+        .unwrap();
+    // The slot goes to another trial, not to this one again.
+    assert!(assignments(&next)
+        .iter()
+        .all(|(_, n)| n.trial_id != a.trial_id));
+    let trial = &sweep.trials()[a.trial_id as usize];
+    assert_eq!((trial.status, trial.attempt), (TrialStatus::Failed, 1));
+    assert!(sweep.take_changes().contains(&Change::AttemptEnded {
+        trial: a.trial_id,
+        attempt: 1,
+        outcome: AttemptOutcome::Failed,
+        error: Some("x.csv: cannot read: No such file".into()),
+    }));
+}
