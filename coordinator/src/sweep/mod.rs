@@ -434,6 +434,19 @@ impl Sweep {
         Ok(Some(trial_id as usize))
     }
 
+    /// The trial a worker reports the end of, while it still runs; `Ok(None)` for an attempt
+    /// that is over (a stop order crossed the report).
+    fn running_report(
+        &self,
+        worker: &str,
+        trial_id: TrialId,
+        attempt: u32,
+    ) -> Result<Option<usize>, CoordinatorError> {
+        Ok(self
+            .reported_trial(worker, trial_id, attempt)?
+            .filter(|&i| self.trials[i].status == TrialStatus::Running))
+    }
+
     /// Judges a batch of a trial's points and records the ones accepted: the tail of the batch
     /// past what the sweep already had (none for a superseded attempt).
     pub fn on_trace(
@@ -504,13 +517,10 @@ impl Sweep {
         attempt: u32,
         steps: u64,
     ) -> Result<Vec<Command>, CoordinatorError> {
-        let Some(index) = self.reported_trial(worker, trial_id, attempt)? else {
+        let Some(index) = self.running_report(worker, trial_id, attempt)? else {
             return Ok(Vec::new());
         };
         let trial = &mut self.trials[index];
-        if trial.status != TrialStatus::Running {
-            return Ok(Vec::new());
-        }
         if steps != trial.steps {
             return Err(CoordinatorError::InvalidRequest(format!(
                 "trial {trial_id}: completed at step {steps} but the trace reached {}",
@@ -548,11 +558,7 @@ impl Sweep {
         error: &str,
         permanent: bool,
     ) -> Result<Vec<Command>, CoordinatorError> {
-        let Some(index) = self.reported_trial(worker, trial_id, attempt)? else {
-            return Ok(Vec::new());
-        };
-        let trial = &mut self.trials[index];
-        if trial.status != TrialStatus::Running {
+        if self.running_report(worker, trial_id, attempt)?.is_none() {
             return Ok(Vec::new());
         }
         self.retry_or_fail(trial_id, AttemptOutcome::Failed, error, permanent);
