@@ -15,6 +15,7 @@ pub mod service;
 pub mod spec;
 pub mod store;
 pub mod sweep;
+pub mod view;
 
 pub use error::CoordinatorError;
 pub use server::{run, CoordinatorConfig};
