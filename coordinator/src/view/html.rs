@@ -40,7 +40,7 @@ pub fn page(sweep: &StoredSweep, figures: &[Figure]) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>lrsweep {id}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>lrsweep: sweep {id}</h1>\n",
+         <h1>lrsweep: {id}</h1>\n",
         id = escape(&report.sweep_id)
     );
     let class = if report.recommendation.is_some() {

@@ -27,6 +27,8 @@ use traces_plot::TracesPlot;
 
 use crate::CoordinatorError;
 
+pub use canvas::SIZE;
+
 /// Writes `sweep.svg/.png`, `traces.svg/.png` and, for a range test, `range-test.svg/.png`
 /// into `dir` (created if missing); returns the files written.
 pub fn write_plots(sweep: &StoredSweep, dir: &Path) -> Result<Vec<PathBuf>, CoordinatorError> {
@@ -50,11 +52,15 @@ pub fn write_html(sweep: &StoredSweep, path: &Path) -> Result<(), CoordinatorErr
              where each run stopped, and the rates read from the curve.",
         )?);
     }
-    figures.push(figure(
-        &SweepPlot::new(sweep),
-        "Every trial's score against its rate, a colour per round: filled trained its budget, \
-         hollow was stopped at a rung, crosses are unstable rates.",
-    )?);
+    let sweep_plot = SweepPlot::new(sweep);
+    // A range test alone has no trial at a rate of its own: the range-test plot says it all.
+    if sweep_plot.has_trials() {
+        figures.push(figure(
+            &sweep_plot,
+            "Every trial's score against its rate, a colour per round: filled trained its \
+             budget, hollow was stopped at a rung, crosses are unstable rates.",
+        )?);
+    }
     figures.push(figure(
         &TracesPlot::new(sweep)?,
         "Every trial's loss against step, coloured by its rate.",

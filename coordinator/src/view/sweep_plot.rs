@@ -61,6 +61,10 @@ impl SweepPlot {
         }
     }
 
+    pub fn has_trials(&self) -> bool {
+        !self.dots.is_empty()
+    }
+
     fn marked_rates(&self) -> Vec<f64> {
         self.recommendation.map_or_else(Vec::new, |r| {
             vec![
