@@ -28,7 +28,7 @@ figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; }
+th { background: #f3f3f3; text-align: left; }
 td.text { text-align: left; }
 pre { white-space: pre-wrap; margin: 0; font-size: 0.9em; }
 ";
@@ -55,9 +55,10 @@ pub fn page(sweep: &StoredSweep, figures: &[Figure]) -> String {
     );
     let _ = writeln!(
         out,
-        "<p>Strategy {}; {} rounds; {} trials; {} training steps in all; outcome {}.</p>",
+        "<p>Strategy {}; {} round{}; {} trials; {} training steps in all; outcome {}.</p>",
         escape(&strategy_name(sweep)),
         report.rounds,
+        if report.rounds == 1 { "" } else { "s" },
         report.trials.len(),
         report.total_steps,
         report.outcome

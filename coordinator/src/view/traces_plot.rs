@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::element::{Circle, PathElement, Rectangle};
 use plotters::prelude::{ChartBuilder, DrawingArea, DrawingBackend, LineSeries};
-use plotters::style::Color;
+use plotters::style::{Color, RGBColor};
 
 use super::canvas::{DrawResult, Plot, SIZE};
 use super::font::FAMILY;
@@ -20,6 +20,8 @@ use crate::CoordinatorError;
 
 /// Points per line at most: more than a 1,000-pixel plot can show.
 const MAX_POINTS: usize = 2000;
+/// A range test's ramped runs have no rate of their own on the colour scale.
+const RAMP: RGBColor = RGBColor(31, 100, 180);
 /// Width of the colour bar's area.
 const BAR_WIDTH: u32 = 130;
 /// The y axis ends at this multiple of the largest initial loss: a diverging trace would
@@ -27,7 +29,8 @@ const BAR_WIDTH: u32 = 130;
 const TOP_OVER_INITIAL: f64 = 2.0;
 
 struct Line {
-    lr: f64,
+    /// None for a range test's ramped run, whose rate rises every step.
+    lr: Option<f64>,
     /// (step, smoothed training loss), thinned.
     train: Vec<(f64, f64)>,
     /// (step, validation loss), thinned.
@@ -63,7 +66,7 @@ impl TracesPlot {
                 .filter_map(|p| Some((p.step as f64, p.val_loss?)))
                 .collect();
             lines.push(Line {
-                lr: trial.lr,
+                lr: (!sweep.is_ramp(trial)).then_some(trial.lr),
                 train: thin(&train, MAX_POINTS),
                 val: thin(&val, MAX_POINTS),
                 ending: Ending::of(trial),
@@ -103,8 +106,11 @@ impl Plot for TracesPlot {
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let (main, bar) = area.split_horizontally(SIZE.0 - BAR_WIDTH);
-        let rates = log_range(self.lines.iter().map(|l| l.lr), 1.0).unwrap_or((1e-3, 1.0));
-        let colour = |lr: f64| viridis(log_position(lr, rates));
+        let rates = log_range(self.lines.iter().filter_map(|l| l.lr), 1.0);
+        let colour = |lr: Option<f64>| match (lr, rates) {
+            (Some(lr), Some(rates)) => viridis(log_position(lr, rates)),
+            _ => RAMP,
+        };
         let last_step = self
             .lines
             .iter()
@@ -146,8 +152,18 @@ impl Plot for TracesPlot {
                 marker(ending, at, GREY)
             })?;
         }
+        if self.lines.iter().any(|l| l.lr.is_none()) {
+            legend_entry(
+                &mut chart,
+                "range-test run (rate rising)".to_string(),
+                |(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], RAMP),
+            )?;
+        }
         legend(&mut chart)?;
-        colour_bar(&bar, rates)
+        match rates {
+            Some(rates) => colour_bar(&bar, rates),
+            None => Ok(()),
+        }
     }
 }
 
