@@ -4,6 +4,8 @@
 use plotters::chart::{ChartContext, SeriesLabelPosition};
 use plotters::coord::cartesian::Cartesian2d;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use std::ops::Range;
+
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::drawing::DrawingAreaErrorKind;
 use plotters::element::{Circle, IntoDynElement};
@@ -81,20 +83,80 @@ where
     Ok(())
 }
 
-/// The legend of every labelled series, in the lower left, where the funnel and the traces
-/// leave room.
-pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-) -> DrawResult<DB> {
+/// The legend of every labelled series, in the corner of the plot that covers the fewest of
+/// `points` (data coordinates).
+pub fn legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    points: impl Iterator<Item = (f64, f64)>,
+) -> DrawResult<DB>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let pixels: Vec<(i32, i32)> = points.map(|p| chart.backend_coord(&p)).collect();
+    let corner = emptiest_corner(&pixels, chart.plotting_area().get_pixel_range());
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(corner)
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()
 }
 
+/// About the legend box's size in pixels, to count what it would cover.
+const LEGEND_BOX: (i32, i32) = (330, 120);
+
+/// The corner, of those the legend may take, whose legend-sized box holds the fewest `pixels`;
+/// the first of equals in the order lower left, lower right, upper left. Not upper right: that
+/// is where diverged rates and the labels of marked rates go.
+fn emptiest_corner(pixels: &[(i32, i32)], (x, y): (Range<i32>, Range<i32>)) -> SeriesLabelPosition {
+    let (w, h) = LEGEND_BOX;
+    let corners = [
+        (SeriesLabelPosition::LowerLeft, x.start, y.end - h),
+        (SeriesLabelPosition::LowerRight, x.end - w, y.end - h),
+        (SeriesLabelPosition::UpperLeft, x.start, y.start),
+    ];
+    let covered = |(left, top): (i32, i32)| {
+        pixels
+            .iter()
+            .filter(|(px, py)| (left..left + w).contains(px) && (top..top + h).contains(py))
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, left, top)| covered((left, top)))
+        .map_or(SeriesLabelPosition::LowerLeft, |(corner, _, _)| corner)
+}
+
 pub fn text_style(size: u32, colour: RGBColor, pos: Pos) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(&colour).pos(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corner(pixels: &[(i32, i32)]) -> SeriesLabelPosition {
+        emptiest_corner(pixels, (0..1000, 0..600))
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_covers_the_fewest_points() {
+        assert!(matches!(corner(&[]), SeriesLabelPosition::LowerLeft));
+        let lower_left = [(10, 590), (100, 500)];
+        assert!(matches!(
+            corner(&lower_left),
+            SeriesLabelPosition::LowerRight
+        ));
+        let both_lower = [(10, 590), (990, 590), (980, 500)];
+        assert!(matches!(
+            corner(&both_lower),
+            SeriesLabelPosition::UpperLeft
+        ));
+        // Upper right is never chosen, even when every other corner is crowded.
+        let crowded = [(10, 590), (990, 590), (10, 10)];
+        assert!(!matches!(corner(&crowded), SeriesLabelPosition::UpperRight));
+    }
 }

@@ -36,7 +36,7 @@ impl Ending {
     pub fn legend(self) -> &'static str {
         match self {
             Ending::Completed => "trained its budget",
-            Ending::Stopped => "stopped at a rung",
+            Ending::Stopped => "stopped at a rung (its last validation loss)",
             Ending::Unstable => "diverged (or above a diverged rate)",
         }
     }

@@ -34,7 +34,7 @@ pub use canvas::SIZE;
 pub fn write_plots(sweep: &StoredSweep, dir: &Path) -> Result<Vec<PathBuf>, CoordinatorError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CoordinatorError::io(format!("creating {}", dir.display()), e))?;
-    let mut written = plot_files(&SweepPlot::new(sweep), dir)?;
+    let mut written = plot_files(&SweepPlot::new(sweep)?, dir)?;
     written.extend(plot_files(&TracesPlot::new(sweep)?, dir)?);
     if let Some(range_test) = RangeTestPlot::new(sweep)? {
         written.extend(plot_files(&range_test, dir)?);
@@ -52,7 +52,7 @@ pub fn write_html(sweep: &StoredSweep, path: &Path) -> Result<(), CoordinatorErr
              where each run stopped, and the rates read from the curve.",
         )?);
     }
-    let sweep_plot = SweepPlot::new(sweep);
+    let sweep_plot = SweepPlot::new(sweep)?;
     // A range test alone has no trial at a rate of its own: the range-test plot says it all.
     if sweep_plot.has_trials() {
         figures.push(figure(

@@ -16,13 +16,12 @@ use super::frame::{axes, chart, legend, legend_entry, text_style, GREY};
 use super::label;
 use super::scale::{clamp, linear_range, log_axis, log_range};
 use super::source::StoredSweep;
-use super::thin::thin;
+use super::thin::{thin, LINE_POINTS};
 use crate::CoordinatorError;
 
 const MEAN: RGBColor = RGBColor(31, 100, 180);
 const STEEP: RGBColor = RGBColor(230, 120, 20);
 const VALLEY: RGBColor = RGBColor(40, 140, 60);
-const MAX_POINTS: usize = 2000;
 /// The loss axis ends at this multiple of the highest starting loss: the blow-up at the end of
 /// the ramp would otherwise flatten the curve.
 const TOP_OVER_START: f64 = 1.5;
@@ -81,9 +80,9 @@ impl RangeTestPlot {
                 plot: Self::NAME,
                 reason: format!("the report's range test: {e}"),
             })?;
-        search.merged = thin(&search.merged, MAX_POINTS);
+        search.merged = thin(&search.merged, LINE_POINTS);
         for shard in &mut search.shards {
-            *shard = thin(shard, MAX_POINTS);
+            *shard = thin(shard, LINE_POINTS);
         }
         Ok(Some(RangeTestPlot {
             title: format!(
@@ -176,8 +175,13 @@ impl Plot for RangeTestPlot {
             .label("merged smoothed loss (mean over shards)")
             .legend(|(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], MEAN.stroke_width(3)));
 
+        let curve: Vec<(f64, f64)> = s
+            .merged
+            .iter()
+            .flat_map(|p| [(p.lr, clamp(p.min, y)), (p.lr, clamp(p.max, y))])
+            .collect();
         let Some(g) = &s.suggestions else {
-            return legend(&mut chart);
+            return legend(&mut chart, curve.into_iter());
         };
         rate_line(
             &mut chart,
@@ -215,6 +219,6 @@ impl Plot for RangeTestPlot {
                     ),
             ))?;
         }
-        legend(&mut chart)
+        legend(&mut chart, curve.into_iter())
     }
 }

@@ -17,6 +17,8 @@ use super::marks::{marker, Ending};
 use super::scale::{clamp, log_axis, log_range, round_colour};
 use super::source::StoredSweep;
 use crate::search::Recommendation;
+use crate::CoordinatorError;
+use lrsweep_proto::domain::TracePoint;
 
 /// One trial's point.
 struct Dot {
@@ -37,28 +39,36 @@ pub struct SweepPlot {
 }
 
 impl SweepPlot {
-    pub fn new(sweep: &StoredSweep) -> SweepPlot {
+    pub fn new(sweep: &StoredSweep) -> Result<SweepPlot, CoordinatorError> {
         let report = &sweep.report;
         let trials = || report.trials.iter().filter(|t| !sweep.is_ramp(t));
-        let dots: Vec<Dot> = trials()
-            .filter_map(|t| {
-                Some(Dot {
-                    lr: t.lr,
-                    score: t.final_loss,
-                    round: t.round,
-                    ending: Ending::of(t)?,
-                })
-            })
-            .collect();
+        let mut dots = Vec::new();
+        for t in trials() {
+            let Some(ending) = Ending::of(t) else {
+                continue;
+            };
+            // A stopped trial's final loss is its training loss, which would sit below every
+            // validation score: it is shown at the validation loss it was judged on.
+            let score = match ending {
+                Ending::Stopped => last_validation_loss(&sweep.trace(t)?).or(t.final_loss),
+                Ending::Completed | Ending::Unstable => t.final_loss,
+            };
+            dots.push(Dot {
+                lr: t.lr,
+                score,
+                round: t.round,
+                ending,
+            });
+        }
         let note = (dots.is_empty() && sweep.is_range_test())
             .then_some("a range test alone: its ramped runs are in range-test.svg");
-        SweepPlot {
+        Ok(SweepPlot {
             title: format!("{}: score against learning rate", report.sweep_id),
             budgets: trials().map(|t| (t.round, t.budget)).collect(),
             dots,
             recommendation: report.recommendation,
             note,
-        }
+        })
     }
 
     pub fn has_trials(&self) -> bool {
@@ -77,6 +87,10 @@ impl SweepPlot {
     }
 }
 
+fn last_validation_loss(points: &[TracePoint]) -> Option<f64> {
+    points.iter().rev().find_map(|p| p.val_loss)
+}
+
 impl Plot for SweepPlot {
     const NAME: &'static str = "sweep";
 
@@ -90,11 +104,7 @@ impl Plot for SweepPlot {
             .filter_map(|d| d.score);
         let y = log_range(scores, 1.15).unwrap_or((0.1, 10.0));
         let mut chart = chart(area, &self.title, log_axis((x0, x1)), log_axis(y))?;
-        axes(
-            &mut chart,
-            "learning rate",
-            "score: smoothed final validation loss",
-        )?;
+        axes(&mut chart, "learning rate", "score (validation loss)")?;
         if let Some(rec) = &self.recommendation {
             // All labels at the top: the bottom is where the best scores are.
             cyclical_band(
@@ -151,7 +161,11 @@ impl Plot for SweepPlot {
                     + Text::new(note, (0, 0), text_style(16, GREY, pos)),
             ))?;
         }
-        legend(&mut chart)?;
-        Ok(())
+        let placed: Vec<(f64, f64)> = self
+            .dots
+            .iter()
+            .map(|d| (d.lr, clamp(d.score.unwrap_or(f64::NAN), y)))
+            .collect();
+        legend(&mut chart, placed.into_iter())
     }
 }

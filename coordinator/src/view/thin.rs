@@ -1,5 +1,8 @@
-//! Thinning a long trace for plotting: a plot 1,000 pixels wide shows no more than a couple of
-//! thousand points per line, and every point more makes the SVG bigger.
+//! Thinning a long trace for plotting: a line needs no more points than its plot has pixels
+//! across, and every point more makes the SVG bigger.
+
+/// Points per plotted line at most: about the plot area's width in pixels.
+pub const LINE_POINTS: usize = 800;
 
 /// At most `max` of `points` (`max` ≥ 2), evenly strided from the first, always with the last:
 /// a pruned trace's marker sits on its last point. The same input always gives the same output.

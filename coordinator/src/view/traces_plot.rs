@@ -14,12 +14,10 @@ use super::label;
 use super::marks::{marker, Ending};
 use super::scale::{clamp, log_axis, log_position, log_range, viridis};
 use super::source::StoredSweep;
-use super::thin::thin;
+use super::thin::{thin, LINE_POINTS};
 use crate::prune::TraceMonitor;
 use crate::CoordinatorError;
 
-/// Points per line at most: more than a 1,000-pixel plot can show.
-const MAX_POINTS: usize = 2000;
 /// A range test's ramped runs have no rate of their own on the colour scale.
 const RAMP: RGBColor = RGBColor(31, 100, 180);
 /// Width of the colour bar's area.
@@ -67,8 +65,8 @@ impl TracesPlot {
                 .collect();
             lines.push(Line {
                 lr: (!sweep.is_ramp(trial)).then_some(trial.lr),
-                train: thin(&train, MAX_POINTS),
-                val: thin(&val, MAX_POINTS),
+                train: thin(&train, LINE_POINTS),
+                val: thin(&val, LINE_POINTS),
                 ending: Ending::of(trial),
             });
         }
@@ -159,7 +157,8 @@ impl Plot for TracesPlot {
                 |(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], RAMP),
             )?;
         }
-        legend(&mut chart)?;
+        let drawn = self.lines.iter().flat_map(|l| l.train.iter().chain(&l.val));
+        legend(&mut chart, drawn.map(|&(s, l)| (s, clamp(l, y))))?;
         match rates {
             Some(rates) => colour_bar(&bar, rates),
             None => Ok(()),
