@@ -308,4 +308,5 @@ model = {{ kind = "softmax" }}
         "escaped"
     );
     assert!(!html.contains("<b>missing"), "unescaped database text");
+    assert_eq!(html.matches("<svg").count(), 0, "empty plots are left out");
 }

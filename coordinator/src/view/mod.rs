@@ -53,7 +53,8 @@ pub fn write_html(sweep: &StoredSweep, path: &Path) -> Result<(), CoordinatorErr
         )?);
     }
     let sweep_plot = SweepPlot::new(sweep)?;
-    // A range test alone has no trial at a rate of its own: the range-test plot says it all.
+    // Empty plots are left out: a range test alone has no trial at a rate of its own (its plot
+    // says it all), a sweep whose trials all failed has no trace.
     if sweep_plot.has_trials() {
         figures.push(figure(
             &sweep_plot,
@@ -61,10 +62,13 @@ pub fn write_html(sweep: &StoredSweep, path: &Path) -> Result<(), CoordinatorErr
              budget, hollow was stopped at a rung, crosses are unstable rates.",
         )?);
     }
-    figures.push(figure(
-        &TracesPlot::new(sweep)?,
-        "Every trial's loss against step, coloured by its rate.",
-    )?);
+    let traces = TracesPlot::new(sweep)?;
+    if traces.has_lines() {
+        figures.push(figure(
+            &traces,
+            "Every trial's loss against step, coloured by its rate.",
+        )?);
+    }
     write(path, html::page(sweep, &figures).as_bytes())
 }
 

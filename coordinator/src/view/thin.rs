@@ -13,7 +13,7 @@ pub fn thin<T: Clone>(points: &[T], max: usize) -> Vec<T> {
     }
     let stride = (points.len() - 1).div_ceil(max - 1);
     let mut kept: Vec<T> = points.iter().step_by(stride).cloned().collect();
-    if (points.len() - 1) % stride != 0 {
+    if !(points.len() - 1).is_multiple_of(stride) {
         kept.push(points[points.len() - 1].clone());
     }
     kept

@@ -77,6 +77,10 @@ impl TracesPlot {
         })
     }
 
+    pub fn has_lines(&self) -> bool {
+        !self.lines.is_empty()
+    }
+
     /// The loss axis: around every finite loss up to `TOP_OVER_INITIAL` × the largest first one.
     fn loss_range(&self) -> (f64, f64) {
         let initial = self
