@@ -252,3 +252,89 @@ pub fn escape(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::{HypergradientOutcome, Recommendation};
+
+    fn report(recommendation: Option<Recommendation>, outcome: &'static str) -> Report {
+        Report {
+            sweep_id: "s".to_string(),
+            outcome,
+            recommendation,
+            rounds: 1,
+            total_steps: 0,
+            trials: Vec::new(),
+            search: serde_json::Value::Null,
+        }
+    }
+
+    fn recommendation() -> Recommendation {
+        Recommendation {
+            best_lr: 0.012345,
+            best_score: 0.08642,
+            max_stable_lr: 0.31,
+            suggested_min_lr: 0.0775,
+            suggested_max_lr: 0.31,
+            steep_lr: None,
+            valley_lr: None,
+            hypergradient: None,
+        }
+    }
+
+    #[test]
+    fn the_recommendation_in_a_sentence() {
+        let text = sentence(&report(Some(recommendation()), "completed"), 27);
+        assert_eq!(
+            text,
+            "Use lr = 0.0123 (the best of 27 rates, score 0.0864); it trains stably up to 0.31; \
+             for a cyclical schedule use 0.0775–0.31."
+        );
+        let mut range_test = recommendation();
+        range_test.valley_lr = Some(range_test.best_lr);
+        let text = sentence(&report(Some(range_test), "completed"), 0);
+        assert!(
+            text.contains("(the valley of the range test's merged loss curve)"),
+            "{text}"
+        );
+        let mut hd = recommendation();
+        hd.hypergradient = Some(HypergradientOutcome {
+            start_lr: hd.best_lr,
+            final_lr: 0.05,
+            final_loss: None,
+            diverged: false,
+        });
+        let text = sentence(&report(Some(hd), "interrupted"), 3);
+        assert!(text.starts_with("The sweep was interrupted; so far: Use lr = 0.0123"));
+        assert!(
+            text.ends_with("hypergradient descent took the rate to 0.05."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_recommendation_says_why() {
+        assert!(sentence(&report(None, "completed"), 3).starts_with("No learning rate"));
+        assert!(sentence(&report(None, "interrupted"), 3).contains("interrupted"));
+    }
+
+    #[test]
+    fn database_text_is_escaped() {
+        assert_eq!(
+            escape(r#"<script>"a" & 'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn an_inlined_svg_loses_its_namespace_url() {
+        let svg = r#"<svg width="10" height="10" viewBox="0 0 10 10" xmlns="http://www.w3.org/2000/svg"><text>a</text></svg>"#;
+        let inline = inline_svg(svg);
+        assert!(!inline.contains("http"), "{inline}");
+        assert!(
+            inline.starts_with(r#"<svg role="img" width="10""#),
+            "{inline}"
+        );
+    }
+}
