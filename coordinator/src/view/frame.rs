@@ -1,11 +1,11 @@
 //! The look every plot shares: title and margins, the axes with their labels, the legend box
 //! and legend entries for marks that are not a series of their own.
 
+use std::ops::Range;
+
 use plotters::chart::{ChartContext, SeriesLabelPosition};
 use plotters::coord::cartesian::Cartesian2d;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
-use std::ops::Range;
-
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::drawing::DrawingAreaErrorKind;
 use plotters::element::{Circle, IntoDynElement};
@@ -20,6 +20,7 @@ use super::label;
 /// Marks in the legend that stand for no colour in particular.
 pub const GREY: RGBColor = RGBColor(90, 90, 90);
 
+/// The chart `chart` builds for axes `X` and `Y`.
 pub type Chart<'a, DB, X, Y> = ChartContext<
     'a,
     DB,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use lrsweep_proto::domain::TracePoint;
 use plotters::coord::Shift;
 use plotters::element::{EmptyElement, Text};
 use plotters::prelude::{DrawingArea, DrawingBackend};
@@ -18,7 +19,6 @@ use super::scale::{clamp, log_axis, log_range, round_colour};
 use super::source::StoredSweep;
 use crate::search::Recommendation;
 use crate::CoordinatorError;
-use lrsweep_proto::domain::TracePoint;
 
 /// One trial's point.
 struct Dot {
