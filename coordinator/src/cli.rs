@@ -7,11 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
 
-use crate::report::Report;
 use crate::server::{run, CoordinatorConfig, TlsFiles};
-use crate::storage::load_sweep;
-use crate::storage::Store;
 use crate::sweep::SweepStatus;
+use crate::view::{self, source::StoredSweep};
 use lrsweep_proto::spec::SweepSpec;
 
 #[derive(Debug, Parser)]
@@ -73,6 +71,18 @@ pub enum Sub {
     Report {
         #[arg(long)]
         sweep: Option<String>,
+        /// Also write the report as one self-contained HTML page, plots inline.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Draw the latest sweep (or --sweep ID) from the database alone: sweep, traces and, for a
+    /// range test, range-test plots, each as SVG and PNG.
+    Plot {
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Directory the plots are written to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Ask a coordinator's gRPC health service; exit 0 when it answers SERVING (for Docker's
     /// HEALTHCHECK and exec probes), 1 otherwise.
@@ -118,10 +128,20 @@ impl Args {
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
-    if let Some(Sub::Report { sweep }) = &args.command {
-        return match rebuild_report(&args.db, sweep.as_deref(), &args.report) {
-            Ok(summary) => {
-                print!("{summary}");
+    let offline = match &args.command {
+        Some(Sub::Report { sweep, html }) => Some(rebuild_report(
+            &args.db,
+            sweep.as_deref(),
+            &args.report,
+            html.as_deref(),
+        )),
+        Some(Sub::Plot { sweep, out }) => Some(plot(&args.db, sweep.as_deref(), out)),
+        Some(Sub::Health { .. }) | None => None,
+    };
+    if let Some(result) = offline {
+        return match result {
+            Ok(stdout) => {
+                print!("{stdout}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -169,31 +189,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `report`: the report of a stored sweep, written to `out`; returns the summary.
+/// `report`: the report of a stored sweep, written to `out` (and as HTML to `html`); returns
+/// the summary.
 fn rebuild_report(
     db: &Path,
     sweep_id: Option<&str>,
     out: &Path,
+    html: Option<&Path>,
 ) -> Result<String, crate::CoordinatorError> {
-    if !db.is_file() {
-        return Err(crate::CoordinatorError::Storage(format!(
-            "no database at {}",
-            db.display()
-        )));
+    let sweep = StoredSweep::open(db, sweep_id)?;
+    sweep.report.write(out)?;
+    if let Some(html) = html {
+        view::write_html(&sweep, html)?;
     }
-    let store = Store::open(db)?;
-    let row = match sweep_id {
-        Some(id) => store.sweep(id)?,
-        None => store.latest_sweep()?,
-    }
-    .ok_or_else(|| {
-        crate::CoordinatorError::Storage(format!("no such sweep in {}", db.display()))
-    })?;
-    let sweep = load_sweep(&store, &row)?;
-    let mut report = Report::from_sweep(&row.sweep_id, &sweep);
-    if row.status != SweepStatus::Completed {
-        report.outcome = SweepStatus::Interrupted;
-    }
-    report.write(out)?;
-    Ok(report.summary())
+    Ok(sweep.report.summary())
+}
+
+/// `plot`: a stored sweep's plots, written into `dir`; returns the files written, a line each.
+fn plot(db: &Path, sweep_id: Option<&str>, dir: &Path) -> Result<String, crate::CoordinatorError> {
+    let sweep = StoredSweep::open(db, sweep_id)?;
+    let files = view::write_plots(&sweep, dir)?;
+    Ok(files.iter().map(|f| format!("{}\n", f.display())).collect())
 }

@@ -31,6 +31,9 @@ pub enum CoordinatorError {
     /// or a sweep or attempt it does not hold.
     #[error("storage: {0}")]
     Storage(String),
+    /// A plot could not be drawn or encoded (view/).
+    #[error("plot {plot}: {reason}")]
+    Plot { plot: &'static str, reason: String },
 }
 
 impl CoordinatorError {

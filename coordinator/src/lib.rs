@@ -21,6 +21,7 @@ pub mod service;
 pub mod storage;
 pub mod sweep;
 mod tls;
+pub mod view;
 
 pub use error::CoordinatorError;
 pub use server::{run, CoordinatorConfig};
