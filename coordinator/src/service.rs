@@ -145,13 +145,15 @@ impl Coordinator for CoordinatorService {
                             break;
                         }
                     };
-                    let handled = match decode(message) {
-                        Ok(event) => hub.worker_event(worker.clone(), event).await,
-                        Err(e) => Err(e),
+                    let handed = match decode(message) {
+                        Ok(event) => hub.worker_event(worker.clone(), session, event).await,
+                        Err(e) => {
+                            warn!(event = "worker_rejected", error = %e);
+                            let _ = outbox.send(Err(e.into()));
+                            break;
+                        }
                     };
-                    if let Err(e) = handled {
-                        warn!(event = "worker_rejected", error = %e);
-                        let _ = outbox.send(Err(e.into()));
+                    if handed.is_err() {
                         break;
                     }
                 }

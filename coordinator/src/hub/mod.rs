@@ -25,6 +25,9 @@ use state::HubState;
 /// Events waiting for the hub before senders wait: sessions get backpressure, not a queue that
 /// grows without bound.
 const QUEUED_EVENTS: usize = 4096;
+/// Events decided together and written in one queue entry; bounds how long a stop order waits
+/// behind the events received with it.
+const BATCH_EVENTS: usize = 256;
 
 /// What a worker said on its stream, decoded and checked by the service.
 #[derive(Debug)]
@@ -62,10 +65,12 @@ enum Event {
         outbox: Outbox,
         reply: oneshot::Sender<Result<u64, CoordinatorError>>,
     },
+    /// No reply: the session goes on reading while the hub decides. A message that breaks the
+    /// protocol ends the session from the hub's side.
     Worker {
         worker: String,
+        session: u64,
         event: WorkerEvent,
-        reply: oneshot::Sender<Result<(), CoordinatorError>>,
     },
     HangUp {
         worker: String,
@@ -104,16 +109,26 @@ impl Hub {
         let mut state = HubState::new(sweep_id, sweep, durable, lease, done_tx);
         let task = tokio::spawn(
             async move {
-                state.apply(Vec::new()).await;
+                state.flush().await;
                 let mut leases = tokio::time::interval((lease / 4).max(Duration::from_millis(50)));
-                loop {
+                let mut batch = Vec::with_capacity(BATCH_EVENTS);
+                'serve: loop {
                     tokio::select! {
-                        event = inbox.recv() => match event {
-                            Some(Event::Close) | None => break,
-                            Some(event) => state.handle(event).await,
-                        },
-                        _ = leases.tick() => state.expire_leases(Instant::now()).await,
+                        received = inbox.recv_many(&mut batch, BATCH_EVENTS) => {
+                            if received == 0 {
+                                break 'serve;
+                            }
+                            for event in batch.drain(..) {
+                                if matches!(event, Event::Close) {
+                                    state.flush().await;
+                                    break 'serve;
+                                }
+                                state.handle(event);
+                            }
+                        }
+                        _ = leases.tick() => state.expire_leases(Instant::now()),
                     }
+                    state.flush().await;
                 }
                 (state.sweep, state.durable)
             }
@@ -155,18 +170,19 @@ impl Hub {
         .await?
     }
 
-    /// Hands a worker's message to the sweep; an error means the worker broke the protocol.
+    /// Hands a message of session `session` to the sweep. Err only once the hub is gone.
     pub async fn worker_event(
         &self,
         worker: String,
+        session: u64,
         event: WorkerEvent,
     ) -> Result<(), CoordinatorError> {
-        self.ask(|reply| Event::Worker {
+        self.send(Event::Worker {
             worker,
+            session,
             event,
-            reply,
         })
-        .await?
+        .await
     }
 
     pub async fn hang_up(&self, worker: String, session: u64) {
@@ -198,27 +214,25 @@ impl Hub {
 }
 
 impl HubState {
-    async fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::Register { request, reply } => {
-                let _ = reply.send(self.register(request).await);
+                let _ = reply.send(self.register(request));
             }
             Event::Connect {
                 worker,
                 outbox,
                 reply,
             } => {
-                let _ = reply.send(self.connect(&worker, outbox).await);
+                let _ = reply.send(self.connect(&worker, outbox));
             }
             Event::Worker {
                 worker,
+                session,
                 event,
-                reply,
-            } => {
-                let _ = reply.send(self.on_worker_event(&worker, event).await);
-            }
+            } => self.on_worker_message(&worker, session, event),
             Event::HangUp { worker, session } => self.hang_up(&worker, session),
-            Event::Interrupt { reason } => self.interrupt(&reason).await,
+            Event::Interrupt { reason } => self.interrupt(&reason),
             Event::ConnectedWorkers { reply } => {
                 let _ = reply.send(self.connected_workers());
             }

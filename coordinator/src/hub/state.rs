@@ -33,6 +33,9 @@ pub(super) struct HubState {
     lease: Duration,
     /// Becomes true once the sweep is over and every worker has been told.
     done: watch::Sender<bool>,
+    /// Messages decided since the last `flush`, in order: they go out once what caused them is
+    /// committed.
+    outgoing: Vec<(Outbox, CoordinatorMessage)>,
 }
 
 impl HubState {
@@ -53,6 +56,7 @@ impl HubState {
             shutdown_sent: false,
             lease,
             done,
+            outgoing: Vec::new(),
         }
     }
 
@@ -66,13 +70,13 @@ impl HubState {
     }
 
     /// Stop taking work: nothing more is dispatched and every worker is told to exit.
-    pub(super) async fn interrupt(&mut self, reason: &str) {
+    pub(super) fn interrupt(&mut self, reason: &str) {
         self.sweep.finish_early();
-        self.record_and_send(&[], reason).await;
+        self.record_and_send(&[], reason);
     }
 
     /// Workers silent or away for longer than the lease lose their trials to others.
-    pub(super) async fn expire_leases(&mut self, now: Instant) {
+    pub(super) fn expire_leases(&mut self, now: Instant) {
         let expired: Vec<WorkerId> = self
             .workers
             .iter()
@@ -87,18 +91,19 @@ impl HubState {
                 }
             }
             let commands = self.sweep.remove_worker(&id, "lease expired");
-            self.apply(commands).await;
+            self.apply(commands);
         }
     }
 
     /// Carries out the sweep's commands, then tells everyone to go home if the sweep is over.
-    pub(super) async fn apply(&mut self, commands: Vec<Command>) {
-        self.record_and_send(&commands, "sweep finished").await;
+    pub(super) fn apply(&mut self, commands: Vec<Command>) {
+        self.record_and_send(&commands, "sweep finished");
     }
 
-    /// Queues what changed for the store, with the messages that follow from it: they go out
-    /// once it is committed, in the order decided. A failed store ends the sweep.
-    async fn record_and_send(&mut self, commands: &[Command], shutdown_reason: &str) {
+    /// Queues what changed for the store with the messages that follow from it, in the order
+    /// decided: both go to the writer together at the next `flush`. A failed store ends the
+    /// sweep.
+    fn record_and_send(&mut self, commands: &[Command], shutdown_reason: &str) {
         if self.durable.failure().is_some() && !self.sweep.is_finished() {
             self.sweep.finish_early();
         }
@@ -134,6 +139,13 @@ impl HubState {
         if self.sweep.is_finished() {
             messages.extend(self.shutdown_messages(shutdown_reason));
         }
+        self.outgoing.extend(messages);
+    }
+
+    /// Hands everything decided since the last flush to the store's writer; the messages go out
+    /// once it is committed. One flush per batch of events: one queue entry, not one per event.
+    pub(super) async fn flush(&mut self) {
+        let messages = std::mem::take(&mut self.outgoing);
         self.durable.sync(&mut self.sweep, deliver(messages)).await;
     }
 
@@ -156,7 +168,7 @@ impl HubState {
     }
 
     /// A worker announces itself (again, after a reconnect: same `instance`).
-    pub(super) async fn register(&mut self, r: RegisterRequest) -> RegisterResponse {
+    pub(super) fn register(&mut self, r: RegisterRequest) -> RegisterResponse {
         let name = r.name.trim();
         let known = self
             .workers
@@ -197,7 +209,7 @@ impl HubState {
             }
         };
         let commands = self.sweep.dispatch();
-        self.apply(commands).await;
+        self.apply(commands);
         RegisterResponse {
             worker_id,
             sweep_id: self.sweep_id.clone(),
@@ -214,7 +226,7 @@ impl HubState {
     }
 
     /// Opens a session: returns its number, for `hang_up`.
-    pub(super) async fn connect(
+    pub(super) fn connect(
         &mut self,
         worker: &str,
         outbox: Outbox,
@@ -244,7 +256,7 @@ impl HubState {
             self.sweep.add_worker(worker.to_string(), name, slots);
         }
         let commands = self.sweep.dispatch();
-        self.apply(commands).await;
+        self.apply(commands);
         Ok(session)
     }
 
@@ -259,8 +271,33 @@ impl HubState {
         }
     }
 
-    /// One message from a worker's stream, decoded.
-    pub(super) async fn on_worker_event(
+    /// One message from a worker's stream, decoded. A message that breaks the protocol ends
+    /// that session: the worker gets the error as its stream's status.
+    pub(super) fn on_worker_message(&mut self, worker: &str, session: u64, event: WorkerEvent) {
+        // A session that was rejected or replaced by a reconnect has nothing more to say: what
+        // it sent late, the worker resends on its current session.
+        let current = self
+            .workers
+            .get(worker)
+            .and_then(|w| w.outbox.as_ref())
+            .is_some_and(|(s, _)| *s == session);
+        if !current {
+            return;
+        }
+        if let Err(e) = self.on_worker_event(worker, event) {
+            warn!(event = "worker_rejected", worker, error = %e);
+            if let Some(link) = self.workers.get_mut(worker) {
+                if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
+                    if let Some((_, outbox)) = link.outbox.take() {
+                        let _ = outbox.send(Err(e.into()));
+                    }
+                    self.sweep.set_available(worker, false);
+                }
+            }
+        }
+    }
+
+    fn on_worker_event(
         &mut self,
         worker: &str,
         event: WorkerEvent,
@@ -295,7 +332,7 @@ impl HubState {
                 self.sweep.remove_worker(worker, "left")
             }
         };
-        self.apply(commands).await;
+        self.apply(commands);
         Ok(())
     }
 }
