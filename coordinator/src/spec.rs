@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lrsweep_proto::domain::{OptimizerSpec, Ramp, TrainerConfig};
+use lrsweep_proto::domain::{OptimizerSpec, Ramp, Trainer, TrainerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
@@ -14,7 +14,8 @@ use crate::CoordinatorError;
 pub struct SweepSpec {
     pub search: SearchSpec,
     pub pruning: PruningSpec,
-    pub trainer: TrainerConfig,
+    /// The built-in trainer, or with `command` the user's own program.
+    pub trainer: Trainer,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,7 +261,23 @@ impl SweepSpec {
             "is so fine that the grid would plan more than 100000 rates",
         )?;
 
-        if let Some(hd) = &s.hypergradient {
+        // These drive the built-in trainer's rate within a trial (a ramp, an adapting
+        // optimizer); a command trainer's program gets one constant rate.
+        if let Trainer::Command(_) = &self.trainer {
+            check(
+                s.strategy != Strategy::RangeTest,
+                "search.strategy",
+                "range-test ramps the built-in trainer's rate within each trial; a command \
+                 trainer's program gets one rate per trial: use coarse-to-fine, grid or random",
+            )?;
+            check(
+                s.hypergradient.is_none(),
+                "search.hypergradient",
+                "trains the built-in trainer's hypergradient optimizer; a command trainer's \
+                 program chooses its own optimizer (report the rate it uses as `lr`)",
+            )?;
+        }
+        if let (Some(hd), Trainer::BuiltIn(trainer)) = (&s.hypergradient, &self.trainer) {
             check(
                 hd.hypergrad_lr().is_some(),
                 "search.hypergradient",
@@ -274,7 +291,7 @@ impl SweepSpec {
             let staged = TrainerConfig {
                 optimizer: hd.clone(),
                 schedule: Default::default(),
-                ..self.trainer.clone()
+                ..trainer.clone()
             };
             staged.validate().map_err(|e| {
                 let field = e.field.trim_start_matches("optimizer.");
@@ -422,7 +439,7 @@ mod tests {
             (spec.pruning.reduction_factor, spec.pruning.grace_fraction),
             (2.0, 0.1)
         );
-        assert_eq!(spec.trainer, TrainerConfig::default());
+        assert_eq!(spec.trainer, Trainer::BuiltIn(TrainerConfig::default()));
         spec.validate().unwrap();
     }
 
@@ -451,9 +468,10 @@ mod tests {
         .unwrap();
         assert_eq!(spec.search.min_lr, 1e-5);
         assert_eq!(spec.pruning.rule, RungRule::Median);
-        assert_eq!(spec.trainer.batch_size, 64);
+        let trainer = spec.trainer.built_in().unwrap();
+        assert_eq!(trainer.batch_size, 64);
         assert_eq!(
-            spec.trainer.model,
+            trainer.model,
             lrsweep_proto::domain::ModelSpec::Softmax { intercept: true }
         );
         let none = SweepSpec::from_toml_str("[pruning]\nrule = \"none\"").unwrap();
@@ -599,6 +617,63 @@ mod tests {
         assert_eq!(
             field_of("[trainer]\noptimizer = { kind = \"sgd\", momentum = 1.0 }"),
             "trainer.optimizer.momentum"
+        );
+    }
+
+    #[test]
+    fn command_trainers_parse_and_refuse_what_they_cannot_do() {
+        let spec = SweepSpec::from_toml_str(
+            r#"
+            [trainer]
+            command = ["python3", "train.py", "--lr", "{lr}", "--steps", "{steps}"]
+            workdir = "."
+            env = { DATA_DIR = "/data/{replicate}" }
+            stop_grace_ms = 500
+            seed = 3
+            "#,
+        )
+        .unwrap();
+        let command = spec.trainer.command().expect("a command trainer");
+        assert_eq!(command.command[3], "{lr}");
+        assert_eq!((command.stop_grace_ms, command.seed), (500, 3));
+        assert_eq!(command.env["DATA_DIR"], "/data/{replicate}");
+
+        let error = |text: &str| match SweepSpec::from_toml_str(text) {
+            Err(CoordinatorError::Spec { field, reason }) => format!("{field}: {reason}"),
+            other => panic!("expected a spec error for {text:?}, got {other:?}"),
+        };
+        let mixed = error("[trainer]\ncommand = [\"x\"]\nmodel = { kind = \"softmax\" }");
+        assert!(
+            mixed.contains("`trainer.model` cannot be used with `trainer.command`"),
+            "{mixed}"
+        );
+        let stray = error("[trainer]\nenv = { A = \"1\" }");
+        assert!(
+            stray.contains("`trainer.env` belongs to a command trainer"),
+            "{stray}"
+        );
+        assert_eq!(field_of("[trainer]\ncommand = []"), "trainer.command");
+        assert_eq!(
+            field_of("[trainer]\ncommand = [\"x\", \"--lr={rate}\"]"),
+            "trainer.command[1]"
+        );
+        assert_eq!(
+            field_of("[trainer]\ncommand = [\"x\"]\nenv = { A = \"{foo}\" }"),
+            "trainer.env.A"
+        );
+        assert_eq!(
+            field_of("[trainer]\ncommand = [\"x\"]\nstop_grace_ms = 100000000"),
+            "trainer.stop_grace_ms"
+        );
+        assert_eq!(
+            field_of("[search]\nstrategy = \"range-test\"\n[trainer]\ncommand = [\"x\"]"),
+            "search.strategy"
+        );
+        assert_eq!(
+            field_of(
+                "[search]\nhypergradient = { kind = \"sgd-hd\" }\n[trainer]\ncommand = [\"x\"]"
+            ),
+            "search.hypergradient"
         );
     }
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use lrsweep_proto::domain::{
-    OptimizerSpec, ScheduleSpec, StopKind, Subset, TracePoint, TrainerConfig, TrialAssignment,
-    TrialId,
+    OptimizerSpec, ScheduleSpec, StopKind, Subset, TracePoint, Trainer, TrainerConfig,
+    TrialAssignment, TrialId,
 };
 use tracing::{info, warn};
 
@@ -98,18 +98,22 @@ impl Trial {
         }
     }
 
-    /// The trainer this trial runs: the spec's, with the round's schedule and optimizer.
-    pub fn trainer(&self, spec: &TrainerConfig) -> TrainerConfig {
-        TrainerConfig {
-            schedule: self
-                .schedule
-                .clone()
-                .unwrap_or_else(|| spec.schedule.clone()),
-            optimizer: self
-                .optimizer
-                .clone()
-                .unwrap_or_else(|| spec.optimizer.clone()),
-            ..spec.clone()
+    /// The trainer this trial runs: the spec's, with the round's schedule and optimizer (which
+    /// only the built-in trainer has: the spec refuses strategies that set them for a command).
+    pub fn trainer(&self, spec: &Trainer) -> Trainer {
+        match spec {
+            Trainer::BuiltIn(spec) => Trainer::BuiltIn(TrainerConfig {
+                schedule: self
+                    .schedule
+                    .clone()
+                    .unwrap_or_else(|| spec.schedule.clone()),
+                optimizer: self
+                    .optimizer
+                    .clone()
+                    .unwrap_or_else(|| spec.optimizer.clone()),
+                ..spec.clone()
+            }),
+            Trainer::Command(_) => spec.clone(),
         }
     }
 
@@ -495,6 +499,7 @@ impl Sweep {
                 assignment: Box::new(TrialAssignment {
                     trial_id,
                     attempt: trial.attempt,
+                    round: trial.round,
                     lr: trial.lr,
                     steps: trial.budget,
                     eval_every: self.spec.search.eval_every,

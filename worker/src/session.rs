@@ -11,7 +11,7 @@ use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{Heartbeat, Hello, Leaving, RegisterRequest, TrialFailed};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -20,8 +20,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
-use crate::trials::{settle, train, up, DataCache, Outbox, TrialEnd, Trials};
+use crate::data_cache::DataCache;
+use crate::slots::Slots;
+use crate::trials::{up, Outbox, TrialEnd, Trials};
 use crate::WorkerError;
+
+/// The longest a stopping worker waits for its trials: the largest grace a command trainer may
+/// have, and some.
+const STOP_WAIT: Duration = Duration::from_millis(lrsweep_proto::domain::MAX_STOP_GRACE_MS + 5_000);
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -31,6 +37,8 @@ pub struct WorkerConfig {
     pub host: String,
     /// Trials run at once.
     pub slots: u32,
+    /// Device of each slot (`CUDA_VISIBLE_DEVICES` of its command trials); empty or one per slot.
+    pub devices: Vec<String>,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// Shared secret sent with every RPC.
@@ -98,7 +106,7 @@ struct Worker {
     trials: Arc<Trials>,
     cache: Arc<DataCache>,
     outbox: Arc<Outbox>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 }
 
 enum SessionEnd {
@@ -113,8 +121,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let (endpoint, token) = endpoint(&config)?;
     let span = tracing::info_span!("worker", worker = %config.name);
     let (leave_tx, mut leave) = watch::channel(false);
+    let signal = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         let _ = leave_tx.send(true);
     });
     let worker = Worker {
@@ -122,7 +131,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         trials: Arc::default(),
         cache: Arc::default(),
         outbox: Arc::default(),
-        slots: Arc::new(Semaphore::new(config.slots as usize)),
+        slots: Arc::new(Slots::new(config.slots, config.devices.clone())),
         config,
     };
     let mut backoff = Backoff::new(
@@ -137,7 +146,10 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             .await;
         worker.outbox.close();
         let why = match outcome {
-            Ok(SessionEnd::Over) => return Ok(()),
+            Ok(SessionEnd::Over) => {
+                worker.stop_trials().instrument(span.clone()).await;
+                return Ok(());
+            }
             Ok(SessionEnd::Lost(why)) => why,
             // Retrying cannot fix a refused token or a registration the coordinator rejects.
             Err(WorkerError::Rpc(status))
@@ -146,7 +158,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                     tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
                 ) =>
             {
-                worker.trials.stop_all();
+                worker.stop_trials().instrument(span.clone()).await;
                 return Err(WorkerError::Rpc(status));
             }
             Err(e) => e.to_string(),
@@ -164,7 +176,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             () = tokio::time::sleep(delay) => {}
             _ = leave.wait_for(|l| *l) => {
                 info!(parent: &span, event = "shutdown_requested");
-                worker.trials.stop_all();
+                worker.stop_trials().instrument(span.clone()).await;
                 return Ok(());
             }
         }
@@ -180,6 +192,19 @@ fn instance_id() -> String {
 }
 
 impl Worker {
+    /// Stops every trial and waits until their programs are gone (a command trial's program
+    /// has its grace to exit), so that the worker never leaves one running behind it.
+    async fn stop_trials(&self) {
+        self.trials.stop_all();
+        let waited = tokio::time::timeout(STOP_WAIT, self.slots.idle()).await;
+        if waited.is_err() {
+            warn!(
+                event = "trials_still_stopping",
+                waited_ms = STOP_WAIT.as_millis() as u64
+            );
+        }
+    }
+
     async fn session(
         &self,
         endpoint: &Endpoint,
@@ -295,25 +320,18 @@ impl Worker {
         let span = tracing::info_span!("trial", trial = trial_id, lr = assignment.lr, attempt);
         tokio::spawn(
             async move {
-                let Ok(_permit) = slots.acquire_owned().await else {
+                let Some(slot) = slots.acquire().await else {
                     return;
                 };
-                info!(event = "trial_started", steps = assignment.steps);
-                let thread_state = state.clone();
-                let (t, c, o) = (trials.clone(), cache, outbox.clone());
-                let joined = tokio::task::spawn_blocking(move || {
-                    train(&assignment, &thread_state, &t, &c, &o)
-                })
-                .await;
-                match joined {
-                    Ok(TrialEnd::Completed(steps)) => info!(event = "trial_finished", steps),
-                    Ok(TrialEnd::Stopped) => info!(event = "trial_stopped"),
-                    Ok(TrialEnd::Failed(error)) => warn!(event = "trial_failed", error = %error),
-                    Err(join) => {
-                        let end = TrialEnd::Failed(format!("trainer panicked: {join}"));
-                        warn!(event = "trial_failed", error = %join);
-                        settle(trial_id, attempt, &end, &state, &trials, &outbox);
-                    }
+                info!(
+                    event = "trial_started",
+                    steps = assignment.steps,
+                    slot = slot.index
+                );
+                match crate::trials::run(assignment, state, &trials, cache, outbox, &slot).await {
+                    TrialEnd::Completed(steps) => info!(event = "trial_finished", steps),
+                    TrialEnd::Stopped => info!(event = "trial_stopped"),
+                    TrialEnd::Failed(error) => warn!(event = "trial_failed", error = %error),
                 }
             }
             .instrument(span),
