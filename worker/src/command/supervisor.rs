@@ -73,8 +73,7 @@ fn supervise(grace: Duration, command: &[String]) -> Result<Never, Setup> {
         for s in SIGNALS {
             libc::sigaddset(&mut set, s);
         }
-        // Blocked here, read from the signalfd; the program starts with an empty mask (std
-        // resets it) and default dispositions.
+        // Blocked here and read from the signalfd; the program starts with them unblocked.
         os(
             "sigprocmask",
             libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
@@ -91,12 +90,21 @@ fn supervise(grace: Duration, command: &[String]) -> Result<Never, Setup> {
     };
     let mut cmd = Command::new(program);
     cmd.args(args).process_group(0);
-    // SAFETY: prctl is async-signal-safe. If this process is SIGKILLed (it is the one forking,
-    // single-threaded), the program at least goes with it.
+    // SAFETY: prctl, signal and sigprocmask are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
+            // If this process is SIGKILLed (it is the one forking, single-threaded), the program
+            // at least goes with it.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            // The program must feel the stop signals: not blocked (the mask is inherited across
+            // exec) nor ignored (a worker started under nohup ignores SIGHUP).
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                libc::signal(s, libc::SIG_DFL);
             }
             Ok(())
         });
