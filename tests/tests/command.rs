@@ -32,6 +32,18 @@ fn worker_with(addr: &str, name: &str, extra: &[&str]) -> Proc {
     Proc::spawn(WORKER, &args).0
 }
 
+/// A grid of two rates running `program`, which gets the setup's directory as `$OUT`; `search`
+/// and `trainer` are more lines for those tables.
+fn write_two_rate_spec(setup: &Setup, program: &Path, search: &str, trainer: &str) {
+    let spec = format!(
+        "[search]\nstrategy = \"grid\"\nmin_lr = 0.1\nmax_lr = 0.11\n{search}\n\n\
+         [trainer]\ncommand = [{program:?}]\nenv = {{ OUT = {dir:?} }}\n{trainer}\n",
+        program = program.display().to_string(),
+        dir = setup.dir.path().display().to_string(),
+    );
+    std::fs::write(&setup.spec, spec).unwrap();
+}
+
 /// Polls `done` until it holds; panics with `what` after `limit`.
 fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -127,26 +139,12 @@ echo '{"step": 2, "loss": NaN}'
 while true; do sleep 0.05; done
 "#,
     );
-    std::fs::write(
-        &setup.spec,
-        format!(
-            r#"
-[search]
-strategy = "grid"
-min_lr = 0.1
-max_lr = 0.11
-steps = [100]
-
-[trainer]
-command = [{program:?}]
-env = {{ OUT = {dir:?} }}
-stop_grace_ms = {GRACE_MS}
-"#,
-            program = program.display().to_string(),
-            dir = setup.dir.path().display().to_string(),
-        ),
-    )
-    .unwrap();
+    write_two_rate_spec(
+        &setup,
+        &program,
+        "steps = [100]",
+        &format!("stop_grace_ms = {GRACE_MS}"),
+    );
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let (mut worker, events) = Proc::spawn(
         WORKER,
@@ -205,29 +203,12 @@ done
 kill $!
 "#,
     );
-    std::fs::write(
-        &setup.spec,
-        format!(
-            r#"
-[search]
-strategy = "grid"
-min_lr = 0.1
-max_lr = 0.11
-steps = [30]
-eval_every = 10
-
-[pruning]
-rule = "none"
-
-[trainer]
-command = [{program:?}]
-env = {{ OUT = {dir:?} }}
-"#,
-            program = program.display().to_string(),
-            dir = setup.dir.path().display().to_string(),
-        ),
-    )
-    .unwrap();
+    write_two_rate_spec(
+        &setup,
+        &program,
+        "steps = [30]\neval_every = 10\n\n[pruning]\nrule = \"none\"",
+        "",
+    );
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--lease-ms", "500"]);
     let mut doomed = start_worker(WORKER, &addr, "doomed");
     wait_for(Duration::from_secs(30), "a running program", || {
