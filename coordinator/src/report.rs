@@ -121,8 +121,8 @@ impl Report {
                     error: t.error.clone(),
                     lr_trajectory: t
                         .trainer(&sweep.spec().trainer)
-                        .optimizer
-                        .hypergrad_lr()
+                        .built_in()
+                        .and_then(|c| c.optimizer.hypergrad_lr())
                         .map(|_| {
                             let all: Vec<(u64, f64)> = t.lr_trajectory().collect();
                             let every = all.len().div_ceil(TRAJECTORY_POINTS).max(1);

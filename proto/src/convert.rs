@@ -1,7 +1,7 @@
 //! Conversions between generated wire messages and domain types. Anything arriving from the
 //! network goes through `TryFrom`, which rejects missing or impossible fields with a reason.
 
-use crate::domain::{StopKind, Subset, TracePoint, TrainerConfig, TrialAssignment};
+use crate::domain::{StopKind, Subset, TracePoint, Trainer, TrialAssignment};
 use crate::v1;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -30,6 +30,7 @@ impl From<&TrialAssignment> for v1::AssignTrial {
         v1::AssignTrial {
             trial_id: a.trial_id,
             attempt: a.attempt,
+            round: a.round,
             lr: a.lr,
             steps: a.steps,
             eval_every: a.eval_every,
@@ -73,7 +74,7 @@ impl TryFrom<v1::AssignTrial> for TrialAssignment {
                 ),
             ));
         }
-        let trainer: TrainerConfig = serde_json::from_str(&m.trainer_json)
+        let trainer: Trainer = serde_json::from_str(&m.trainer_json)
             .map_err(|e| invalid("trainer_json", e.to_string()))?;
         trainer
             .validate()
@@ -81,6 +82,7 @@ impl TryFrom<v1::AssignTrial> for TrialAssignment {
         Ok(TrialAssignment {
             trial_id: m.trial_id,
             attempt: m.attempt,
+            round: m.round,
             lr: m.lr,
             steps: m.steps,
             eval_every: m.eval_every,
@@ -135,12 +137,13 @@ impl From<StopKind> for v1::StopKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Activation, ModelSpec};
+    use crate::domain::{Activation, CommandSpec, ModelSpec, TrainerConfig};
 
     fn assignment() -> TrialAssignment {
         TrialAssignment {
             trial_id: 7,
             attempt: 1,
+            round: 2,
             lr: 0.05,
             steps: 200,
             eval_every: 20,
@@ -155,7 +158,8 @@ mod tests {
                     activation: Activation::Tanh,
                 },
                 ..TrainerConfig::default()
-            },
+            }
+            .into(),
         }
     }
 
@@ -164,6 +168,13 @@ mod tests {
         let a = assignment();
         let wire = v1::AssignTrial::from(&a);
         assert_eq!(TrialAssignment::try_from(wire).unwrap(), a);
+        let command = TrialAssignment {
+            trainer: CommandSpec::new(vec!["python3".into(), "train.py".into()]).into(),
+            ..assignment()
+        };
+        let wire = v1::AssignTrial::from(&command);
+        assert!(wire.trainer_json.contains("\"command\""));
+        assert_eq!(TrialAssignment::try_from(wire).unwrap(), command);
     }
 
     #[test]
@@ -180,6 +191,10 @@ mod tests {
         let mut wire = v1::AssignTrial::from(&assignment());
         wire.trainer_json = "{\"batch_size\": 0}".into();
         assert!(TrialAssignment::try_from(wire).is_err());
+        let mut wire = v1::AssignTrial::from(&assignment());
+        wire.trainer_json = "{\"command\": [\"x\", \"{rate}\"]}".into();
+        let err = TrialAssignment::try_from(wire).unwrap_err().to_string();
+        assert!(err.contains("command[1]"), "{err}");
         let mut wire = v1::AssignTrial::from(&assignment());
         wire.subset = None;
         assert_eq!(

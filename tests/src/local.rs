@@ -4,9 +4,9 @@
 //!
 //! The driver plays `workers` simulated workers of one slot each. It keeps every worker's
 //! pending assignments, and trains them one at a time (round-robin over the workers) with
-//! [`run_trial`], streaming the points to [`Sweep::on_trace`] as the real worker does: in
-//! batches of up to 32 points, sent at once when a point carries a validation loss or a
-//! non-finite training loss. A stop order for the running trial sets its stop flag, which the
+//! [`run_trial`], streaming the points to [`Sweep::on_trace`] in the real worker's batches (its
+//! `TraceBatcher`) without their time limit: up to 32 points, sent at once when a point carries
+//! a validation loss or a non-finite training loss. A stop order for the running trial sets its stop flag, which the
 //! trainer checks before every step; a stop order for a trial not started yet drops it. A trial
 //! that ran its whole budget is reported with `on_completed`, a trainer error with `on_failed`.
 //! New assignments from any answer join their worker's list. The loop ends when the sweep says
@@ -14,39 +14,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
 
 use lrsweep_coordinator::report::Report;
 use lrsweep_coordinator::sweep::{Command, Sweep, WorkerId};
-use lrsweep_proto::domain::{TracePoint, TrainerConfig, TrialAssignment, TrialId};
+use lrsweep_proto::domain::{TrialAssignment, TrialId};
 use lrsweep_proto::spec::SweepSpec;
-use lrsweep_worker::trainer::{run_trial, PreparedData};
-
-/// Points per trace batch, as the real worker sends them.
-pub const BATCH_POINTS: usize = 32;
-
-/// Prepared datasets by what they were prepared from (dataset, seed, validation split and
-/// standardisation), as the real worker's cache keys them.
-#[derive(Default)]
-pub struct DataCache(HashMap<String, Arc<PreparedData>>);
-
-impl DataCache {
-    pub fn get(&mut self, trainer: &TrainerConfig) -> Result<Arc<PreparedData>, String> {
-        let key = format!(
-            "{}|{}|{}|{}",
-            serde_json::to_string(&trainer.dataset).expect("a dataset spec serializes"),
-            trainer.seed,
-            trainer.validation_fraction,
-            trainer.standardize
-        );
-        if let Some(data) = self.0.get(&key) {
-            return Ok(data.clone());
-        }
-        let data = Arc::new(PreparedData::prepare(trainer).map_err(|e| e.to_string())?);
-        self.0.insert(key, data.clone());
-        Ok(data)
-    }
-}
+use lrsweep_worker::batcher::TraceBatcher;
+pub use lrsweep_worker::batcher::BATCH_POINTS;
+use lrsweep_worker::data_cache::DataCache;
+use lrsweep_worker::trainer::run_trial;
 
 /// Runs `spec` to the end in this process on `workers` simulated workers (one slot each) and
 /// returns the finished sweep with its report (sweep id `local`).
@@ -131,28 +107,33 @@ impl Driver {
             // Stopped before it started: a real worker drops it without a word.
             return;
         }
-        let data = match self.data.get(&a.trainer) {
+        let Some(config) = a.trainer.built_in() else {
+            return self.fail(
+                sweep,
+                worker,
+                a,
+                "in-process sweeps run the built-in trainer only",
+            );
+        };
+        let data = match self.data.get(config) {
             Ok(data) => data,
-            Err(error) => return self.fail(sweep, worker, a, &error),
+            Err(error) => return self.fail(sweep, worker, a, &error.to_string()),
         };
         let stop = Cell::new(false);
         let sweep = RefCell::new(sweep);
         let commands = RefCell::new(Vec::new());
-        let mut batch: Vec<TracePoint> = Vec::with_capacity(BATCH_POINTS);
-        let send = |batch: &mut Vec<TracePoint>| {
-            if batch.is_empty() {
-                return;
-            }
+        // Batches close by count and urgency only, so in-process runs are deterministic.
+        let mut batcher = TraceBatcher::with_max_age(None);
+        let send = |batch: Vec<_>| {
             let answer = sweep
                 .borrow_mut()
-                .on_trace(worker, a.trial_id, a.attempt, batch)
+                .on_trace(worker, a.trial_id, a.attempt, &batch)
                 .unwrap_or_else(|e| {
                     panic!(
                         "trial {} attempt {}: trace rejected: {e}",
                         a.trial_id, a.attempt
                     )
                 });
-            batch.clear();
             for command in &answer {
                 if let Command::Stop { trial, attempt, .. } = command {
                     if (*trial, *attempt) == key {
@@ -163,13 +144,13 @@ impl Driver {
             commands.borrow_mut().extend(answer);
         };
         let run = run_trial(a, data, &|| stop.get(), &mut |point| {
-            batch.push(point);
-            let urgent = !point.train_loss.is_finite() || point.val_loss.is_some();
-            if urgent || batch.len() >= BATCH_POINTS {
-                send(&mut batch);
+            if let Some(batch) = batcher.push(point) {
+                send(batch);
             }
         });
-        send(&mut batch);
+        if let Some(batch) = batcher.take() {
+            send(batch);
+        }
         let sweep = sweep.into_inner();
         self.absorb(commands.into_inner());
         match run {
@@ -263,7 +244,7 @@ mod tests {
     fn trainer_errors_are_reported_as_failures_and_retried() {
         let mut spec =
             least_squares("min_lr = 0.01\nmax_lr = 1.0\nrounds = 1\nsteps = [10]\ndata_fraction = [1.0]\nreplicates = 1");
-        spec.trainer.dataset = lrsweep_proto::domain::DatasetSpec::Csv {
+        spec.trainer.built_in_mut().unwrap().dataset = lrsweep_proto::domain::DatasetSpec::Csv {
             path: "/nonexistent/lrsweep/data.csv".into(),
             label: "y".into(),
             task: Default::default(),

@@ -109,10 +109,11 @@ seed = {seed}
 
 /// 2(1 + μ)/λ_max of the spec's training split: the largest stable rate of full-batch descent.
 fn threshold(spec: &SweepSpec) -> f64 {
-    let OptimizerSpec::Sgd { momentum, .. } = spec.trainer.optimizer else {
-        panic!("expected SGD: {:?}", spec.trainer.optimizer);
+    let trainer = spec.trainer.built_in().expect("a built-in trainer");
+    let OptimizerSpec::Sgd { momentum, .. } = trainer.optimizer else {
+        panic!("expected SGD: {:?}", trainer.optimizer);
     };
-    let lambda_max = PreparedData::prepare(&spec.trainer)
+    let lambda_max = PreparedData::prepare(trainer)
         .expect("synthetic data")
         .lambda_max();
     2.0 * (1.0 + momentum) / lambda_max

@@ -1,9 +1,10 @@
 //! `lrsweep-worker train`: one trial at a given rate, outside any sweep, for tools that drive the
-//! trainer themselves (an Optuna objective, a script). It reads the `[trainer]` table of a spec
-//! file (every other table is ignored, so any sweep spec works), trains on the whole training
-//! split (subset fraction 1, replicate 0 of 1: the same data, initialisation and minibatch order
-//! as every other rate with that trainer seed) and prints one JSON line to stdout per step that
-//! carries a validation loss:
+//! trainer themselves (an Optuna objective, a script) and for trying a command trainer by hand.
+//! It reads the `[trainer]` table of a spec file (every other table is ignored, so any sweep spec
+//! works), trains on the whole training split (subset fraction 1, replicate 0 of 1: the same
+//! data, initialisation and minibatch order as every other rate with that trainer seed) — or runs
+//! the command trainer's program as a sweep would (trial 0, attempt 1, round 0, slot 0) — and
+//! prints one JSON line to stdout per step that carries a validation loss:
 //!
 //! ```text
 //! {"step":25,"train_loss":1.93,"lr":0.1,"val_loss":1.88}
@@ -19,22 +20,23 @@
 //! is the last validation loss measured (null if none, or if it was not finite).
 //!
 //! Exit status: 0 when the trial ran, stopped or diverged; 2 for an unreadable or invalid spec;
-//! 1 for a trainer error (e.g. a dataset that cannot be read).
+//! 1 for a trainer error (e.g. a dataset that cannot be read, a program that failed: the message
+//! has its exit status and last lines of stderr).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lrsweep_proto::domain::{Subset, TracePoint, TrainerConfig, TrialAssignment};
+use lrsweep_proto::cli::shutdown_signal;
+use lrsweep_proto::domain::{CommandSpec, Subset, TracePoint, Trainer, TrialAssignment};
+use lrsweep_proto::spec::SweepSpec;
 
+use crate::command::{self, Placement};
+use crate::data_cache::DataCache;
+use crate::stop::StopSignal;
 use crate::trainer::{run_trial, PreparedData};
-
-/// Budget when neither `--steps` nor the spec's `[search].steps` gives one.
-pub const DEFAULT_STEPS: u64 = 1000;
-/// Evaluation interval when neither `--eval-every` nor `[search].eval_every` gives one.
-pub const DEFAULT_EVAL_EVERY: u64 = 25;
+use crate::trials::TrialEnd;
 
 /// `lrsweep-worker train`.
 #[derive(Clone, Debug, clap::Args)]
@@ -61,84 +63,65 @@ pub struct TrainArgs {
 /// What one trial trains: the trainer, its budget and its evaluation interval.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OneTrial {
-    pub trainer: TrainerConfig,
+    pub trainer: Trainer,
     pub steps: u64,
     pub eval_every: u64,
 }
 
 impl OneTrial {
-    /// Reads the trial from a spec's text. `steps`, `seed` and `eval_every` override the spec.
+    /// Reads the trial from a spec's text, parsed and checked as the coordinator does.
+    /// `steps`, `seed` and `eval_every` override the spec.
     pub fn from_spec_text(
         text: &str,
         steps: Option<u64>,
         seed: Option<u64>,
         eval_every: Option<u64>,
     ) -> Result<OneTrial, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        let mut trainer: TrainerConfig = match table.get("trainer") {
-            Some(value) => value
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| format!("[trainer]: {}", e.message().trim()))?,
-            None => TrainerConfig::default(),
-        };
-        if let Some(seed) = seed {
-            trainer.seed = seed;
-        }
-        trainer
-            .validate()
-            .map_err(|e| format!("trainer.{}: {}", e.field, e.reason))?;
-        let search = table.get("search");
-        let spec_steps = match search.and_then(|s| s.get("steps")) {
-            None => None,
-            Some(v) => Some(
-                v.as_array()
-                    .and_then(|a| a.last())
-                    .and_then(toml::Value::as_integer)
-                    .ok_or("search.steps: expected a non-empty list of integers")?,
-            ),
-        };
-        let spec_eval = match search.and_then(|s| s.get("eval_every")) {
-            None => None,
-            Some(v) => Some(
-                v.as_integer()
-                    .ok_or("search.eval_every: expected an integer")?,
-            ),
-        };
-        let positive = |v: i64, field: &str| -> Result<u64, String> {
-            u64::try_from(v)
-                .ok()
-                .filter(|&v| v > 0)
-                .ok_or(format!("{field}: must be at least 1"))
-        };
-        let steps = match (steps, spec_steps) {
-            (Some(s), _) => positive(s.try_into().unwrap_or(-1), "--steps")?,
-            (None, Some(s)) => positive(s, "search.steps")?,
-            (None, None) => DEFAULT_STEPS,
-        };
-        let eval_every = match (eval_every, spec_eval) {
-            (Some(e), _) => positive(e.try_into().unwrap_or(-1), "--eval-every")?,
-            (None, Some(e)) => positive(e, "search.eval_every")?,
-            (None, None) => DEFAULT_EVAL_EVERY,
-        };
-        Ok(OneTrial {
-            trainer,
-            steps,
-            eval_every,
-        })
+        let spec = SweepSpec::from_toml_str(text).map_err(|e| e.to_string())?;
+        OneTrial::from_spec(spec, steps, seed, eval_every)
     }
 
-    /// Reads the trial from a spec file; see [`OneTrial::from_spec_text`].
+    /// Reads the trial from a spec file; errors name the file (and line and column).
     pub fn load(
         path: &Path,
         steps: Option<u64>,
         seed: Option<u64>,
         eval_every: Option<u64>,
     ) -> Result<OneTrial, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
-        OneTrial::from_spec_text(&text, steps, seed, eval_every)
-            .map_err(|e| format!("spec {}: {e}", path.display()))
+        let spec = SweepSpec::load(path).map_err(|e| e.to_string())?;
+        OneTrial::from_spec(spec, steps, seed, eval_every)
+    }
+
+    /// The spec's trainer at its last round's budget and evaluation interval.
+    fn from_spec(
+        spec: SweepSpec,
+        steps: Option<u64>,
+        seed: Option<u64>,
+        eval_every: Option<u64>,
+    ) -> Result<OneTrial, String> {
+        let mut trainer = spec.trainer;
+        if let Some(seed) = seed {
+            match &mut trainer {
+                Trainer::BuiltIn(config) => config.seed = seed,
+                Trainer::Command(command) => command.seed = seed,
+            }
+        }
+        let at_least_one = |v: u64, flag: &str| {
+            if v == 0 {
+                Err(format!("{flag}: must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        let search = &spec.search;
+        Ok(OneTrial {
+            trainer,
+            steps: at_least_one(
+                steps.unwrap_or_else(|| search.round_steps(search.last_round())),
+                "--steps",
+            )?,
+            eval_every: at_least_one(eval_every.unwrap_or(search.eval_every), "--eval-every")?,
+        })
     }
 
     /// The assignment a sweep would send for this trial at `lr`, on the whole training split.
@@ -146,6 +129,7 @@ impl OneTrial {
         TrialAssignment {
             trial_id: 0,
             attempt: 1,
+            round: 0,
             lr,
             steps: self.steps,
             eval_every: self.eval_every,
@@ -197,9 +181,66 @@ pub fn point_line(point: &TracePoint) -> String {
     .to_string()
 }
 
-/// Trains `trial` at `lr` on `data`, writing a line to `out` (flushed) for every step with a
-/// validation loss or a non-finite training loss, then the `done` line. Stops before a step
-/// when `should_stop()` says so, after the first non-finite loss, and as soon as `out` fails.
+/// Writes a trial's lines as its points come: every step with a validation loss or a non-finite
+/// loss (which ends the trial: `diverged`), then the `done` line.
+struct Printer<W: Write> {
+    out: W,
+    last_val: Option<f64>,
+    last_step: u64,
+    diverged: bool,
+    closed: bool,
+}
+
+impl<W: Write> Printer<W> {
+    fn new(out: W) -> Printer<W> {
+        Printer {
+            out,
+            last_val: None,
+            last_step: 0,
+            diverged: false,
+            closed: false,
+        }
+    }
+
+    fn point(&mut self, point: &TracePoint) {
+        self.last_step = point.step;
+        let bad = !point.train_loss.is_finite() || point.val_loss.is_some_and(|v| !v.is_finite());
+        if let Some(v) = point.val_loss {
+            self.last_val = Some(v);
+        }
+        self.diverged |= bad;
+        if (bad || point.val_loss.is_some())
+            && write_line(&mut self.out, &point_line(point)).is_err()
+        {
+            self.closed = true;
+        }
+    }
+
+    /// Nothing after a non-finite loss is worth training, and no one reads a closed output.
+    fn wants_stop(&self) -> bool {
+        self.diverged || self.closed
+    }
+
+    fn finish(mut self, steps: u64, stopped: bool) -> Outcome {
+        let outcome = Outcome {
+            steps: steps.max(self.last_step),
+            final_val_loss: self.last_val,
+            stopped: stopped && !self.diverged,
+            diverged: self.diverged,
+            output_closed: self.closed,
+        };
+        if !self.closed {
+            // A reader that left after the last step is no error either.
+            let _ = write_line(&mut self.out, &outcome.done_line());
+        }
+        outcome
+    }
+}
+
+/// Trains `trial` at `lr` on `data` with the built-in trainer, writing a line to `out` (flushed)
+/// for every step with a validation loss or a non-finite training loss, then the `done` line.
+/// Stops before a step when `should_stop()` says so, after the first non-finite loss, and as
+/// soon as `out` fails.
 pub fn run(
     trial: &OneTrial,
     lr: f64,
@@ -208,81 +249,48 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<Outcome, crate::WorkerError> {
     let assignment = trial.assignment(lr);
-    let diverged = AtomicBool::new(false);
-    let closed = AtomicBool::new(false);
-    let mut last_val = None;
-    let mut last_step = 0;
+    let printer = std::cell::RefCell::new(Printer::new(out));
     let run = run_trial(
         &assignment,
         data,
-        &|| should_stop() || diverged.load(Ordering::Relaxed) || closed.load(Ordering::Relaxed),
-        &mut |point| {
-            last_step = point.step;
-            let bad =
-                !point.train_loss.is_finite() || point.val_loss.is_some_and(|v| !v.is_finite());
-            if let Some(v) = point.val_loss {
-                last_val = Some(v);
-            }
-            if bad {
-                diverged.store(true, Ordering::Relaxed);
-            }
-            if (bad || point.val_loss.is_some()) && write_line(out, &point_line(&point)).is_err() {
-                closed.store(true, Ordering::Relaxed);
-            }
-        },
+        &|| should_stop() || printer.borrow().wants_stop(),
+        &mut |point| printer.borrow_mut().point(&point),
     )?;
-    let diverged = diverged.into_inner();
-    let output_closed = closed.into_inner();
-    let outcome = Outcome {
-        steps: run.steps.max(last_step),
-        final_val_loss: last_val,
-        stopped: run.stopped && !diverged,
-        diverged,
-        output_closed,
-    };
-    if !output_closed {
-        // A reader that left after the last step is no error either.
-        let _ = write_line(out, &outcome.done_line());
-    }
-    Ok(outcome)
+    Ok(printer.into_inner().finish(run.steps, run.stopped))
 }
 
-fn write_line(out: &mut dyn Write, line: &str) -> std::io::Result<()> {
+/// Runs `spec`'s program as one trial of `trial` at `lr`, writing the same lines as [`run`];
+/// `stop` ends it early (SIGTERM to the program's group). A failed program is an error with
+/// its exit status and last lines of stderr.
+pub async fn run_command(
+    trial: &OneTrial,
+    spec: &CommandSpec,
+    lr: f64,
+    stop: &StopSignal,
+    out: impl Write + Send,
+) -> Result<Outcome, String> {
+    let assignment = trial.assignment(lr);
+    let mut printer = Printer::new(out);
+    let mut publish = |points: Vec<TracePoint>| {
+        for point in &points {
+            printer.point(point);
+        }
+        if printer.wants_stop() {
+            stop.stop();
+        }
+    };
+    let end = command::run(&assignment, spec, Placement::default(), stop, &mut publish).await;
+    match end {
+        TrialEnd::Completed(steps) => Ok(printer.finish(steps, false)),
+        TrialEnd::Stopped => Ok(printer.finish(0, true)),
+        TrialEnd::Failed { error, .. } => Err(error),
+    }
+}
+
+fn write_line(out: &mut impl Write, line: &str) -> std::io::Result<()> {
     out.write_all(line.as_bytes())?;
     out.write_all(b"\n")?;
     out.flush()
-}
-
-/// Sets the returned flag on SIGTERM or Ctrl-C. The handlers are installed before it returns.
-fn stop_on_signal() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        if let Ok(runtime) = runtime {
-            let signals = {
-                let _entered = runtime.enter();
-                signal(SignalKind::terminate())
-                    .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
-            };
-            if let Ok((mut term, mut int)) = signals {
-                let set = flag.clone();
-                std::thread::spawn(move || {
-                    runtime.block_on(async {
-                        tokio::select! {
-                            _ = term.recv() => {}
-                            _ = int.recv() => {}
-                        }
-                    });
-                    set.store(true, Ordering::Relaxed);
-                });
-            }
-        }
-    }
-    flag
 }
 
 /// The `train` subcommand.
@@ -298,24 +306,53 @@ pub fn main(args: TrainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stop = stop_on_signal();
-    let data = match PreparedData::prepare(&trial.trainer) {
-        Ok(data) => Arc::new(data),
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match run(
-        &trial,
-        args.lr,
-        data,
-        &|| stop.load(Ordering::Relaxed),
-        &mut out,
-    ) {
-        Ok(_) => ExitCode::SUCCESS,
+    let result = runtime.block_on(async move {
+        // Ctrl-C or SIGTERM stops the trial: the built-in trainer before its next step, a
+        // command's program through its process group.
+        let stop = StopSignal::default();
+        let signal = shutdown_signal();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                signal.await;
+                stop.stop();
+            }
+        });
+        match &trial.trainer {
+            Trainer::Command(spec) => {
+                let spec = spec.clone();
+                run_command(&trial, &spec, args.lr, &stop, std::io::stdout())
+                    .await
+                    .map(drop)
+            }
+            Trainer::BuiltIn(config) => {
+                let data = DataCache::default()
+                    .get(config)
+                    .map_err(|e| e.to_string())?;
+                tokio::task::spawn_blocking(move || {
+                    let stdout = std::io::stdout();
+                    let mut out = stdout.lock();
+                    run(&trial, args.lr, data, &|| stop.is_stopped(), &mut out)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| format!("trainer panicked: {e}"))?
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -356,20 +393,30 @@ mod tests {
         let trial = OneTrial::from_spec_text(SPEC, None, None, None).unwrap();
         assert_eq!(trial.steps, 60);
         assert_eq!(trial.eval_every, 20);
-        assert_eq!(trial.trainer.batch_size, 16);
-        assert_eq!(trial.trainer.seed, 4);
-        assert_eq!(trial.trainer.model, ModelSpec::Softmax { intercept: true });
+        let config = trial.trainer.built_in().unwrap();
+        assert_eq!(config.batch_size, 16);
+        assert_eq!(config.seed, 4);
+        assert_eq!(config.model, ModelSpec::Softmax { intercept: true });
 
         let trial = OneTrial::from_spec_text(SPEC, Some(7), Some(9), Some(3)).unwrap();
         assert_eq!(
-            (trial.steps, trial.trainer.seed, trial.eval_every),
+            (
+                trial.steps,
+                trial.trainer.built_in().unwrap().seed,
+                trial.eval_every
+            ),
             (7, 9, 3)
         );
+        let command = "[trainer]\ncommand = [\"python3\", \"t.py\", \"{lr}\"]\nseed = 2";
+        let trial = OneTrial::from_spec_text(command, None, Some(5), None).unwrap();
+        assert_eq!(trial.trainer.command().unwrap().seed, 5);
 
         let bare = OneTrial::from_spec_text("", None, None, None).unwrap();
-        assert_eq!(bare.steps, DEFAULT_STEPS);
-        assert_eq!(bare.eval_every, DEFAULT_EVAL_EVERY);
-        assert_eq!(bare.trainer, TrainerConfig::default());
+        // The defaults of a spec with no [search]: its last round's budget.
+        let defaults = SweepSpec::default().search;
+        assert_eq!(bare.steps, *defaults.steps.last().unwrap());
+        assert_eq!(bare.eval_every, defaults.eval_every);
+        assert_eq!(bare.trainer, Trainer::default());
     }
 
     #[test]
@@ -377,6 +424,11 @@ mod tests {
         let err = |text: &str| OneTrial::from_spec_text(text, None, None, None).unwrap_err();
         assert!(err("[trainer]\nbatch_size = 0").contains("trainer.batch_size"));
         assert!(err("[trainer]\nbatchsize = 3").contains("batchsize"));
+        assert!(err("[trainer]\ncommand = [\"x\", \"{rate}\"]").contains("trainer.command[1]"));
+        assert!(
+            err("[trainer]\ncommand = [\"x\"]\nmodel = { kind = \"softmax\" }")
+                .contains("`trainer.model` cannot be used with `trainer.command`")
+        );
         assert!(err("[search]\nsteps = []").contains("search.steps"));
         assert!(err("[search]\nsteps = [0]").contains("search.steps"));
         assert!(err("[search]\neval_every = 0").contains("search.eval_every"));
@@ -387,7 +439,7 @@ mod tests {
     #[test]
     fn prints_evaluated_steps_then_done() {
         let trial = OneTrial::from_spec_text(SPEC, None, None, None).unwrap();
-        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let data = Arc::new(PreparedData::prepare(trial.trainer.built_in().unwrap()).unwrap());
         let mut out = Vec::new();
         let outcome = run(&trial, 0.1, data, &|| false, &mut out).unwrap();
         let lines = lines(&out);
@@ -414,7 +466,7 @@ mod tests {
             model = { kind = \"linear\", intercept = false }\n\
             full_batch = true\nstandardize = false\n";
         let trial = OneTrial::from_spec_text(spec, Some(5000), None, Some(100)).unwrap();
-        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let data = Arc::new(PreparedData::prepare(trial.trainer.built_in().unwrap()).unwrap());
         let mut out = Vec::new();
         let outcome = run(&trial, 10.0, data, &|| false, &mut out).unwrap();
         assert!(outcome.diverged && outcome.steps < 5000, "{outcome:?}");
@@ -430,7 +482,7 @@ mod tests {
     #[test]
     fn stops_on_request_and_on_a_closed_output() {
         let trial = OneTrial::from_spec_text(SPEC, Some(1000), None, Some(10)).unwrap();
-        let data = Arc::new(PreparedData::prepare(&trial.trainer).unwrap());
+        let data = Arc::new(PreparedData::prepare(trial.trainer.built_in().unwrap()).unwrap());
         let asked = std::cell::Cell::new(0);
         let mut out = Vec::new();
         let outcome = run(

@@ -11,7 +11,7 @@ use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{Heartbeat, Hello, Leaving, RegisterRequest, TrialFailed};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -20,8 +20,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
-use crate::trials::{settle, train, up, DataCache, Outbox, TrialEnd, Trials};
+use crate::data_cache::DataCache;
+use crate::slots::Slots;
+use crate::trials::{up, Outbox, TrialEnd, Trials};
 use crate::WorkerError;
+
+/// The longest a stopping worker waits for its trials: the largest grace a command trainer may
+/// have, and some.
+const STOP_WAIT: Duration = Duration::from_millis(lrsweep_proto::domain::MAX_STOP_GRACE_MS + 5_000);
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -31,6 +37,8 @@ pub struct WorkerConfig {
     pub host: String,
     /// Trials run at once.
     pub slots: u32,
+    /// Device of each slot (`CUDA_VISIBLE_DEVICES` of its command trials); empty or one per slot.
+    pub devices: Vec<String>,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// Shared secret sent with every RPC.
@@ -105,7 +113,7 @@ struct Worker {
     trials: Arc<Trials>,
     cache: Arc<DataCache>,
     outbox: Arc<Outbox>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 }
 
 enum SessionEnd {
@@ -120,8 +128,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let (endpoint, token) = endpoint(&config)?;
     let span = tracing::info_span!("worker", worker = %config.name);
     let (leave_tx, mut leave) = watch::channel(false);
+    let signal = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         let _ = leave_tx.send(true);
     });
     let worker = Worker {
@@ -129,7 +138,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         trials: Arc::default(),
         cache: Arc::default(),
         outbox: Arc::default(),
-        slots: Arc::new(Semaphore::new(config.slots as usize)),
+        slots: Arc::new(Slots::new(config.slots, config.devices.clone())),
         config,
     };
     let mut backoff = Backoff::new(
@@ -155,7 +164,10 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         }
         worker.outbox.close();
         let (why, hint) = match outcome {
-            Ok(SessionEnd::Over) => return Ok(()),
+            Ok(SessionEnd::Over) => {
+                worker.stop_trials().instrument(span.clone()).await;
+                return Ok(());
+            }
             Ok(SessionEnd::Lost(why)) => (why, None),
             // Retrying cannot fix a refused token or a registration the coordinator rejects.
             Err(WorkerError::Rpc(status))
@@ -164,7 +176,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                     tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
                 ) =>
             {
-                worker.trials.stop_all();
+                worker.stop_trials().instrument(span.clone()).await;
                 return Err(WorkerError::Rpc(status));
             }
             Err(e) => crate::diagnose::explain(&e, &worker.config.coordinator).await,
@@ -174,7 +186,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             let alone = alone_since.elapsed();
             if alone >= limit {
                 info!(parent: &span, event = "giving_up", alone_s = alone.as_secs(), reason = "no coordinator for --give-up-after");
-                worker.trials.stop_all();
+                worker.stop_trials().instrument(span.clone()).await;
                 return Ok(());
             }
             // One last attempt when the time is up, not a full backoff later.
@@ -193,7 +205,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             () = tokio::time::sleep(delay) => {}
             _ = leave.wait_for(|l| *l) => {
                 info!(parent: &span, event = "shutdown_requested");
-                worker.trials.stop_all();
+                worker.stop_trials().instrument(span.clone()).await;
                 return Ok(());
             }
         }
@@ -209,6 +221,19 @@ fn instance_id() -> String {
 }
 
 impl Worker {
+    /// Stops every trial and waits until their programs are gone (a command trial's program
+    /// has its grace to exit), so that the worker never leaves one running behind it.
+    async fn stop_trials(&self) {
+        self.trials.stop_all();
+        let waited = tokio::time::timeout(STOP_WAIT, self.slots.idle()).await;
+        if waited.is_err() {
+            warn!(
+                event = "trials_still_stopping",
+                waited_ms = STOP_WAIT.as_millis() as u64
+            );
+        }
+    }
+
     async fn session(
         &self,
         endpoint: &Endpoint,
@@ -328,30 +353,19 @@ impl Worker {
         let span = tracing::info_span!("trial", trial = trial_id, lr = assignment.lr, attempt);
         tokio::spawn(
             async move {
-                let Ok(_permit) = slots.acquire_owned().await else {
+                let Some(slot) = slots.acquire().await else {
                     return;
                 };
-                info!(event = "trial_started", steps = assignment.steps);
-                let thread_state = state.clone();
-                let (t, c, o) = (trials.clone(), cache, outbox.clone());
-                let joined = tokio::task::spawn_blocking(move || {
-                    train(&assignment, &thread_state, &t, &c, &o)
-                })
-                .await;
-                match joined {
-                    Ok(TrialEnd::Completed(steps)) => info!(event = "trial_finished", steps),
-                    Ok(TrialEnd::Stopped) => info!(event = "trial_stopped"),
-                    Ok(TrialEnd::Failed { error, permanent }) => {
+                info!(
+                    event = "trial_started",
+                    steps = assignment.steps,
+                    slot = slot.index
+                );
+                match crate::trials::run(assignment, state, &trials, cache, outbox, &slot).await {
+                    TrialEnd::Completed(steps) => info!(event = "trial_finished", steps),
+                    TrialEnd::Stopped => info!(event = "trial_stopped"),
+                    TrialEnd::Failed { error, permanent } => {
                         warn!(event = "trial_failed", error = %error, permanent)
-                    }
-                    Err(join) => {
-                        // A panic is a bug, perhaps one of this worker alone: worth another try.
-                        let end = TrialEnd::Failed {
-                            error: format!("trainer panicked: {join}"),
-                            permanent: false,
-                        };
-                        warn!(event = "trial_failed", error = %join, permanent = false);
-                        settle(trial_id, attempt, &end, &state, &trials, &outbox);
                     }
                 }
             }

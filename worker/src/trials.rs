@@ -1,24 +1,24 @@
-//! The trials a worker process holds, kept across reconnects: each one's stop flag, every point
-//! it produced and its outcome, so that after a broken stream the worker can resend whatever the
-//! coordinator missed. Also the outbox (the current stream, if any) and the training thread.
+//! The trials a worker process holds, kept across reconnects: each one's stop signal, every
+//! point it produced and its outcome, so that after a broken stream the worker can resend
+//! whatever the coordinator missed. Also the outbox (the current stream, if any) and the running
+//! of one trial, by the built-in trainer or a command.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use lrsweep_proto::domain::{TracePoint, TrainerConfig, TrialAssignment, TrialId};
+use lrsweep_proto::domain::{TracePoint, Trainer, TrialAssignment, TrialId};
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{TraceBatch, TrialCompleted, TrialFailed, TrialProgress, WorkerMessage};
 use tokio::sync::mpsc;
 
-use crate::trainer::{run_trial, PreparedData};
+use crate::batcher::TraceBatcher;
+use crate::command::{self, Placement};
+use crate::data_cache::DataCache;
+use crate::slots::Slot;
+use crate::stop::StopSignal;
+use crate::trainer::run_trial;
 use crate::WorkerError;
 
-/// Points are sent in batches of at most this many...
-const BATCH_POINTS: usize = 32;
-/// ...or after this long, so the coordinator sees a divergence within milliseconds.
-const BATCH_AGE: Duration = Duration::from_millis(5);
 /// Finished trials kept for a possible resend after a reconnect; older ones are forgotten.
 const FINISHED_KEPT: usize = 16;
 
@@ -60,7 +60,7 @@ struct TrialLog {
 
 pub struct TrialState {
     attempt: u32,
-    stop: AtomicBool,
+    stop: StopSignal,
     log: Mutex<TrialLog>,
 }
 
@@ -95,7 +95,7 @@ impl Trials {
     pub fn add(&self, assignment: &TrialAssignment) -> Arc<TrialState> {
         let state = Arc::new(TrialState {
             attempt: assignment.attempt,
-            stop: AtomicBool::new(false),
+            stop: StopSignal::default(),
             log: Mutex::default(),
         });
         lock(&self.states).insert(assignment.trial_id, state.clone());
@@ -108,14 +108,14 @@ impl Trials {
         let mut states = lock(&self.states);
         if states.get(&trial_id).is_some_and(|s| s.attempt == attempt) {
             if let Some(state) = states.remove(&trial_id) {
-                state.stop.store(true, Ordering::Relaxed);
+                state.stop.stop();
             }
         }
     }
 
     pub fn stop_all(&self) {
         for (_, state) in lock(&self.states).drain() {
-            state.stop.store(true, Ordering::Relaxed);
+            state.stop.stop();
         }
     }
 
@@ -172,7 +172,7 @@ impl Trials {
                         true
                     }
                     None => {
-                        state.stop.store(true, Ordering::Relaxed);
+                        state.stop.stop();
                         false
                     }
                 }
@@ -204,29 +204,6 @@ impl Trials {
     }
 }
 
-/// Prepared datasets, shared by all trials with the same data settings.
-#[derive(Default)]
-pub struct DataCache(Mutex<HashMap<String, Arc<PreparedData>>>);
-
-impl DataCache {
-    pub fn get(&self, trainer: &TrainerConfig) -> Result<Arc<PreparedData>, WorkerError> {
-        let key = format!(
-            "{}|{}|{}|{}",
-            serde_json::to_string(&trainer.dataset).unwrap_or_default(),
-            trainer.seed,
-            trainer.validation_fraction,
-            trainer.standardize
-        );
-        let mut cache = lock(&self.0);
-        if let Some(data) = cache.get(&key) {
-            return Ok(data.clone());
-        }
-        let data = Arc::new(PreparedData::prepare(trainer)?);
-        cache.insert(key, data.clone());
-        Ok(data)
-    }
-}
-
 /// How a trial's training ended.
 pub enum TrialEnd {
     Completed(u64),
@@ -238,57 +215,92 @@ pub enum TrialEnd {
     },
 }
 
-/// Trains one trial on this (blocking) thread, streaming its points in small batches, then
-/// publishes the outcome. A panic in the trainer is caught by the caller's thread join.
-pub fn train(
-    assignment: &TrialAssignment,
-    state: &TrialState,
+impl TrialEnd {
+    /// A failure another attempt may not repeat.
+    pub fn failed(error: String) -> TrialEnd {
+        TrialEnd::Failed {
+            error,
+            permanent: false,
+        }
+    }
+}
+
+/// Runs one trial on `slot` to its end and publishes the outcome: the built-in trainer on a
+/// blocking thread, a command trial's program under its supervisor.
+pub async fn run(
+    assignment: TrialAssignment,
+    state: Arc<TrialState>,
     trials: &Trials,
-    cache: &DataCache,
-    outbox: &Outbox,
+    cache: Arc<DataCache>,
+    outbox: Arc<Outbox>,
+    slot: &Slot,
 ) -> TrialEnd {
     let (trial_id, attempt) = (assignment.trial_id, assignment.attempt);
-    let result = cache
-        .get(&assignment.trainer)
-        .and_then(|data| {
-            let mut batch: Vec<TracePoint> = Vec::with_capacity(BATCH_POINTS);
-            let mut oldest = Instant::now();
-            let run = run_trial(
-                assignment,
-                data,
-                &|| state.stop.load(Ordering::Relaxed),
-                &mut |point| {
-                    if batch.is_empty() {
-                        oldest = Instant::now();
-                    }
-                    batch.push(point);
-                    // Anything the coordinator may act on at once goes out at once.
-                    let urgent = !point.train_loss.is_finite() || point.val_loss.is_some();
-                    if urgent || batch.len() >= BATCH_POINTS || oldest.elapsed() >= BATCH_AGE {
-                        state.publish(trial_id, std::mem::take(&mut batch), outbox);
-                    }
-                },
-            )?;
-            if !batch.is_empty() {
-                state.publish(trial_id, batch, outbox);
-            }
-            Ok(run)
-        })
-        .map_err(|e| TrialEnd::Failed {
-            permanent: e.is_permanent(),
-            error: e.to_string(),
-        });
-    let end = match result {
-        Ok(run) if run.stopped => TrialEnd::Stopped,
-        Ok(run) => TrialEnd::Completed(run.steps),
-        Err(failed) => failed,
+    let end = match &assignment.trainer {
+        Trainer::Command(spec) => {
+            let placement = Placement {
+                slot: slot.index,
+                device: slot.device.as_deref(),
+            };
+            let mut publish = |points| state.publish(trial_id, points, &outbox);
+            command::run(&assignment, spec, placement, &state.stop, &mut publish).await
+        }
+        Trainer::BuiltIn(_) => {
+            let (state, outbox) = (state.clone(), outbox.clone());
+            tokio::task::spawn_blocking(move || train(&assignment, &state, &cache, &outbox))
+                .await
+                .unwrap_or_else(|join| TrialEnd::Failed {
+                    error: format!("trainer panicked: {join}"),
+                    permanent: false,
+                })
+        }
     };
-    settle(trial_id, attempt, &end, state, trials, outbox);
+    settle(trial_id, attempt, &end, &state, trials, &outbox);
     end
 }
 
+/// Trains one trial with the built-in trainer on this (blocking) thread, streaming its points.
+fn train(
+    assignment: &TrialAssignment,
+    state: &TrialState,
+    cache: &DataCache,
+    outbox: &Outbox,
+) -> TrialEnd {
+    let trial_id = assignment.trial_id;
+    let result = assignment
+        .trainer
+        .built_in()
+        .ok_or_else(|| WorkerError::InvalidTrial("not a built-in trainer".into()))
+        .and_then(|config| cache.get(config))
+        .and_then(|data| {
+            let mut batcher = TraceBatcher::default();
+            let run = run_trial(
+                assignment,
+                data,
+                &|| state.stop.is_stopped(),
+                &mut |point| {
+                    if let Some(batch) = batcher.push(point) {
+                        state.publish(trial_id, batch, outbox);
+                    }
+                },
+            )?;
+            if let Some(batch) = batcher.take() {
+                state.publish(trial_id, batch, outbox);
+            }
+            Ok(run)
+        });
+    match result {
+        Ok(run) if run.stopped => TrialEnd::Stopped,
+        Ok(run) => TrialEnd::Completed(run.steps),
+        Err(e) => TrialEnd::Failed {
+            permanent: e.is_permanent(),
+            error: e.to_string(),
+        },
+    }
+}
+
 /// Publishes how a trial ended; a stopped trial needs no word, the coordinator stopped it.
-pub fn settle(
+fn settle(
     trial_id: TrialId,
     attempt: u32,
     end: &TrialEnd,

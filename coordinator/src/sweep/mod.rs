@@ -394,6 +394,7 @@ impl Sweep {
                 assignment: Box::new(TrialAssignment {
                     trial_id,
                     attempt: trial.attempt,
+                    round: trial.round,
                     lr: trial.lr,
                     steps: trial.budget,
                     eval_every: self.spec.search.eval_every,

@@ -1,7 +1,7 @@
 //! One trial: its plan, status and attempts, and the trace monitor that judges it.
 
 use lrsweep_proto::domain::{
-    OptimizerSpec, ScheduleSpec, Subset, TracePoint, TrainerConfig, TrialId,
+    OptimizerSpec, ScheduleSpec, Subset, TracePoint, Trainer, TrainerConfig, TrialId,
 };
 use lrsweep_proto::spec::PruningSpec;
 
@@ -71,18 +71,22 @@ impl Trial {
         }
     }
 
-    /// The trainer this trial runs: the spec's, with the round's schedule and optimizer.
-    pub fn trainer(&self, spec: &TrainerConfig) -> TrainerConfig {
-        TrainerConfig {
-            schedule: self
-                .schedule
-                .clone()
-                .unwrap_or_else(|| spec.schedule.clone()),
-            optimizer: self
-                .optimizer
-                .clone()
-                .unwrap_or_else(|| spec.optimizer.clone()),
-            ..spec.clone()
+    /// The trainer this trial runs: the spec's, with the round's schedule and optimizer (which
+    /// only the built-in trainer has: the spec refuses strategies that set them for a command).
+    pub fn trainer(&self, spec: &Trainer) -> Trainer {
+        match spec {
+            Trainer::BuiltIn(spec) => Trainer::BuiltIn(TrainerConfig {
+                schedule: self
+                    .schedule
+                    .clone()
+                    .unwrap_or_else(|| spec.schedule.clone()),
+                optimizer: self
+                    .optimizer
+                    .clone()
+                    .unwrap_or_else(|| spec.optimizer.clone()),
+                ..spec.clone()
+            }),
+            Trainer::Command(_) => spec.clone(),
         }
     }
 

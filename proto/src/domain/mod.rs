@@ -1,20 +1,27 @@
 //! Domain types shared by coordinator and worker: a trial's assignment, its trace points, stop
-//! orders, and the trainer configuration (a file per part). The trainer configuration is part of
-//! the user's search spec (TOML) and travels to workers as JSON, so it carries serde derives.
+//! orders, and the trainer configuration (a file per part): the built-in trainer's, or a command
+//! trainer's (the user's own program). The trainer configuration is part of the user's search
+//! spec (TOML) and travels to workers as JSON, so it carries serde derives.
 
 mod check;
+mod command;
 mod dataset;
 mod model;
 mod optimizer;
 mod schedule;
+mod template;
 mod trainer;
+mod trainer_table;
 
 pub use check::InvalidField;
+pub use command::{CommandSpec, MAX_STOP_GRACE_MS};
 pub use dataset::{DatasetSpec, Task, MAX_SYNTHETIC_CELLS};
 pub use model::{Activation, ModelSpec};
 pub use optimizer::OptimizerSpec;
 pub use schedule::{CyclicalMode, Ramp, ScheduleSpec};
+pub use template::{check_template, expand, Placeholder};
 pub use trainer::TrainerConfig;
+pub use trainer_table::Trainer;
 
 pub type TrialId = u64;
 
@@ -24,12 +31,14 @@ pub struct TrialAssignment {
     pub trial_id: TrialId,
     /// Starts at 1; a trial handed out again after a worker was lost gets the next number.
     pub attempt: u32,
+    /// The search round the trial belongs to (0 first).
+    pub round: u32,
     pub lr: f64,
     pub steps: u64,
     /// Validation loss is measured every `eval_every` steps and after the last step.
     pub eval_every: u64,
     pub subset: Subset,
-    pub trainer: TrainerConfig,
+    pub trainer: Trainer,
 }
 
 /// Part `replicate` of `replicates` disjoint parts that together make up `fraction` of the

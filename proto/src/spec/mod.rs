@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{InvalidField, TrainerConfig};
+use crate::domain::{InvalidField, Trainer};
 
 pub use pruning::{PruningSpec, RungRule};
 pub use search::SearchSpec;
@@ -27,7 +27,8 @@ const MAX_RATES: u32 = 100_000;
 pub struct SweepSpec {
     pub search: SearchSpec,
     pub pruning: PruningSpec,
-    pub trainer: TrainerConfig,
+    /// The built-in trainer, or with `command` the user's own program.
+    pub trainer: Trainer,
 }
 
 /// Where in the spec's text an error is.
@@ -97,7 +98,7 @@ pub(crate) fn check(ok: bool, field: &str, reason: &str) -> SpecResult {
 struct SpecFile {
     search: search::SearchTable,
     pruning: PruningSpec,
-    trainer: TrainerConfig,
+    trainer: Trainer,
 }
 
 impl SweepSpec {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{OptimizerSpec, Ramp, TrainerConfig};
+use crate::domain::{OptimizerSpec, Ramp, Trainer};
 
 use super::strategy::{CoarseToFineSpec, GridSpec, RandomSpec, RangeTestSpec, StrategySpec};
 use super::{check, invalid, SpecResult, MAX_PER_LIST};
@@ -67,7 +67,7 @@ impl SearchSpec {
         }
     }
 
-    pub(crate) fn validate(&self, trainer: &TrainerConfig) -> SpecResult {
+    pub(crate) fn validate(&self, trainer: &Trainer) -> SpecResult {
         let lr_ok = |v: f64| v.is_finite() && v > 0.0;
         check(
             lr_ok(self.min_lr),
@@ -110,6 +110,23 @@ impl SearchSpec {
             (self.replicates, "search.replicates"),
         ] {
             check(value <= MAX_PER_LIST, field, "must be at most 1000")?;
+        }
+        // These drive the built-in trainer's rate within a trial (a ramp, an adapting
+        // optimizer); a command trainer's program gets one constant rate.
+        if let Trainer::Command(_) = trainer {
+            check(
+                !matches!(self.strategy, StrategySpec::RangeTest(_)),
+                "search.strategy",
+                "range-test ramps the built-in trainer's rate within each trial; a command \
+                 trainer's program gets one rate per trial: use coarse-to-fine, grid or random",
+            )?;
+            check(
+                self.coarse_to_fine()
+                    .is_none_or(|c| c.hypergradient.is_none()),
+                "search.hypergradient",
+                "trains the built-in trainer's hypergradient optimizer; a command trainer's \
+                 program chooses its own optimizer (report the rate it uses as `lr`)",
+            )?;
         }
         match &self.strategy {
             StrategySpec::CoarseToFine(c) => c.validate(trainer),

@@ -1,7 +1,7 @@
 //! Each search strategy's own fields: the part of `[search]` that only one strategy reads.
 //! Every struct validates its own values; fields are named by their dotted path in the spec.
 
-use crate::domain::{OptimizerSpec, Ramp, TrainerConfig};
+use crate::domain::{OptimizerSpec, Ramp, Trainer, TrainerConfig};
 
 use super::{check, SpecResult, MAX_PER_LIST, MAX_RATES};
 
@@ -70,7 +70,7 @@ impl Default for CoarseToFineSpec {
 }
 
 impl CoarseToFineSpec {
-    pub(crate) fn validate(&self, trainer: &TrainerConfig) -> SpecResult {
+    pub(crate) fn validate(&self, trainer: &Trainer) -> SpecResult {
         check(
             self.candidates_per_round >= 2,
             "search.candidates_per_round",
@@ -89,7 +89,7 @@ impl CoarseToFineSpec {
         ] {
             check(value <= MAX_PER_LIST, field, "must be at most 1000")?;
         }
-        let Some(hd) = &self.hypergradient else {
+        let (Some(hd), Trainer::BuiltIn(trainer)) = (&self.hypergradient, trainer) else {
             return Ok(());
         };
         check(
@@ -135,7 +135,7 @@ impl Default for RangeTestSpec {
 }
 
 impl RangeTestSpec {
-    pub(crate) fn validate(&self, rounds: u32, trainer: &TrainerConfig) -> SpecResult {
+    pub(crate) fn validate(&self, rounds: u32, trainer: &Trainer) -> SpecResult {
         // A ramp needs a start and an end (the linear ramp divides by steps − 1).
         check(
             self.range_steps >= 2,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::{ModelSpec, Ramp};
+use crate::domain::{ModelSpec, Ramp, TrainerConfig};
 
 fn field_of(text: &str) -> String {
     match SweepSpec::from_toml_str(text) {
@@ -29,7 +29,7 @@ fn empty_text_gives_all_defaults() {
         (spec.pruning.reduction_factor, spec.pruning.grace_fraction),
         (2.0, 0.1)
     );
-    assert_eq!(spec.trainer, TrainerConfig::default());
+    assert_eq!(spec.trainer, Trainer::BuiltIn(TrainerConfig::default()));
     spec.validate().unwrap();
 }
 
@@ -58,8 +58,9 @@ fn sections_and_enums_parse() {
     .unwrap();
     assert_eq!(spec.search.min_lr, 1e-5);
     assert_eq!(spec.pruning.rule, RungRule::Median);
-    assert_eq!(spec.trainer.batch_size, 64);
-    assert_eq!(spec.trainer.model, ModelSpec::Softmax { intercept: true });
+    let trainer = spec.trainer.built_in().unwrap();
+    assert_eq!(trainer.batch_size, 64);
+    assert_eq!(trainer.model, ModelSpec::Softmax { intercept: true });
     let none = SweepSpec::from_toml_str("[pruning]\nrule = \"none\"").unwrap();
     assert_eq!(none.pruning.rule, RungRule::None);
 }
@@ -316,4 +317,60 @@ fn load_reports_unreadable_files() {
         Err(SpecError::File { path, .. }) => assert!(path.contains("spec.toml")),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn command_trainers_parse_and_refuse_what_they_cannot_do() {
+    let spec = SweepSpec::from_toml_str(
+        r#"
+        [trainer]
+        command = ["python3", "train.py", "--lr", "{lr}", "--steps", "{steps}"]
+        workdir = "."
+        env = { DATA_DIR = "/data/{replicate}" }
+        stop_grace_ms = 500
+        seed = 3
+        "#,
+    )
+    .unwrap();
+    let command = spec.trainer.command().expect("a command trainer");
+    assert_eq!(command.command[3], "{lr}");
+    assert_eq!((command.stop_grace_ms, command.seed), (500, 3));
+    assert_eq!(command.env["DATA_DIR"], "/data/{replicate}");
+    assert_eq!(SweepSpec::from_toml_str(&spec.to_toml()).unwrap(), spec);
+
+    let error = |text: &str| match SweepSpec::from_toml_str(text) {
+        Err(SpecError::Invalid { field, reason, .. }) => format!("{field}: {reason}"),
+        other => panic!("expected a spec error for {text:?}, got {other:?}"),
+    };
+    let mixed = error("[trainer]\ncommand = [\"x\"]\nmodel = { kind = \"softmax\" }");
+    assert!(
+        mixed.contains("`trainer.model` cannot be used with `trainer.command`"),
+        "{mixed}"
+    );
+    let stray = error("[trainer]\nenv = { A = \"1\" }");
+    assert!(
+        stray.contains("`trainer.env` belongs to a command trainer"),
+        "{stray}"
+    );
+    assert_eq!(field_of("[trainer]\ncommand = []"), "trainer.command");
+    assert_eq!(
+        field_of("[trainer]\ncommand = [\"x\", \"--lr={rate}\"]"),
+        "trainer.command[1]"
+    );
+    assert_eq!(
+        field_of("[trainer]\ncommand = [\"x\"]\nenv = { A = \"{foo}\" }"),
+        "trainer.env.A"
+    );
+    assert_eq!(
+        field_of("[trainer]\ncommand = [\"x\"]\nstop_grace_ms = 100000000"),
+        "trainer.stop_grace_ms"
+    );
+    assert_eq!(
+        field_of("[search]\nstrategy = \"range-test\"\n[trainer]\ncommand = [\"x\"]"),
+        "search.strategy"
+    );
+    assert_eq!(
+        field_of("[search]\nhypergradient = { kind = \"sgd-hd\" }\n[trainer]\ncommand = [\"x\"]"),
+        "search.hypergradient"
+    );
 }

@@ -479,7 +479,10 @@ fn main() {
                 .unwrap_or_else(|e| panic!("writing {}: {e}", one_path.display()));
             let trial = OneTrial::from_spec_text(&one_spec, None, None, None)
                 .expect("the one-trial spec is valid");
-            let data = Arc::new(PreparedData::prepare(&trial.trainer).expect("data prepares"));
+            let data = Arc::new(
+                PreparedData::prepare(trial.trainer.built_in().expect("a built-in trainer"))
+                    .expect("data prepares"),
+            );
             let grid_spec = SweepSpec::from_toml_str(&problem.sweep_spec("grid", seed, 1))
                 .expect("the grid spec is valid");
             let lrs = build_strategy(&grid_spec).first_round().lrs;

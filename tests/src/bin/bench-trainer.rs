@@ -81,6 +81,7 @@ fn config() -> TrainerConfig {
 
 fn assignment(steps: u64) -> TrialAssignment {
     TrialAssignment {
+        round: 0,
         trial_id: 0,
         attempt: 1,
         lr: LR,
@@ -91,7 +92,7 @@ fn assignment(steps: u64) -> TrialAssignment {
             replicate: 0,
             replicates: 1,
         },
-        trainer: config(),
+        trainer: config().into(),
     }
 }
 

@@ -861,6 +861,7 @@ mod tests {
             eval_every: 25,
             subset: None,
             trainer_json: String::new(),
+            round: 0,
         }
     }
 

@@ -53,7 +53,9 @@ impl Trainer {
         assignment: &TrialAssignment,
         data: Arc<PreparedData>,
     ) -> Result<Trainer, WorkerError> {
-        let config = &assignment.trainer;
+        let config = assignment.trainer.built_in().ok_or_else(|| {
+            WorkerError::InvalidTrial("a command trainer runs its own program".into())
+        })?;
         config
             .validate()
             .map_err(|e| WorkerError::InvalidTrial(format!("trainer.{}: {}", e.field, e.reason)))?;
@@ -241,6 +243,7 @@ mod tests {
         TrialAssignment {
             trial_id: 1,
             attempt: 1,
+            round: 0,
             lr,
             steps,
             eval_every: 10,
@@ -249,7 +252,7 @@ mod tests {
                 replicate: 0,
                 replicates: 1,
             },
-            trainer,
+            trainer: trainer.into(),
         }
     }
 
@@ -493,10 +496,10 @@ mod tests {
     fn momentum_and_full_batch_train() {
         for full_batch in [false, true] {
             let mut a = assignment(0.05, mlp(), 100);
-            a.trainer.optimizer = sgd(0.9);
-            a.trainer.full_batch = full_batch;
+            a.trainer.built_in_mut().unwrap().optimizer = sgd(0.9);
+            a.trainer.built_in_mut().unwrap().full_batch = full_batch;
             // Without the switch, a batch size beyond the subset is capped to it: full batch too.
-            a.trainer.batch_size = if full_batch { 32 } else { 100_000 };
+            a.trainer.built_in_mut().unwrap().batch_size = if full_batch { 32 } else { 100_000 };
             a.subset.fraction = 0.25;
             let mut trainer = Trainer::new(&a, digits()).unwrap();
             assert_eq!(trainer.batch_size, trainer.order.len());
@@ -536,13 +539,13 @@ mod tests {
             1
         )));
         let mut a = assignment(0.1, mlp(), 1);
-        a.trainer.batch_size = 0;
+        a.trainer.built_in_mut().unwrap().batch_size = 0;
         assert!(reject(a));
         let mut a = assignment(0.1, mlp(), 1);
-        a.trainer.seed = SEED + 1;
+        a.trainer.built_in_mut().unwrap().seed = SEED + 1;
         assert!(reject(a), "data prepared for another seed");
         let mut a = assignment(0.1, mlp(), 1);
-        a.trainer.standardize = false;
+        a.trainer.built_in_mut().unwrap().standardize = false;
         assert!(reject(a), "data prepared with standardisation");
         let mut a = assignment(0.1, mlp(), 1);
         a.subset.replicate = 1;
