@@ -24,9 +24,10 @@ pub enum CoordinatorError {
     Health { addr: String, reason: String },
     #[error("the sweep was shut down")]
     ShuttingDown,
-    /// The sweep database failed (I/O, a constraint, a lock held past the busy timeout).
+    /// The sweep database failed (I/O, a constraint, a lock held past the busy timeout). Kept
+    /// as text: the storage engine's types stay inside `storage`.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(String),
     /// The database cannot be used as asked: another schema version, not an lrsweep database,
     /// or a sweep or attempt it does not hold.
     #[error("storage: {0}")]
@@ -34,6 +35,12 @@ pub enum CoordinatorError {
     /// A plot could not be drawn or encoded (view/).
     #[error("plot {plot}: {reason}")]
     Plot { plot: &'static str, reason: String },
+}
+
+impl From<rusqlite::Error> for CoordinatorError {
+    fn from(e: rusqlite::Error) -> Self {
+        CoordinatorError::Db(e.to_string())
+    }
 }
 
 impl CoordinatorError {

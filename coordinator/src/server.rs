@@ -56,7 +56,7 @@ pub struct TlsFiles {
 }
 
 /// Opens the database and either resumes its unfinished sweep or starts a new one.
-fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), CoordinatorError> {
+fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Store), CoordinatorError> {
     let mut store = Store::open(&config.db)?;
     if let Some(row) = store.resumable_sweep()? {
         if let Some(spec) = &config.spec {
@@ -77,11 +77,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
             done = sweep.trials().iter().filter(|t| t.is_terminal()).count(),
             trials = sweep.trials().len(),
         );
-        return Ok((
-            row.sweep_id.clone(),
-            sweep,
-            Durable::new(store, row.sweep_id)?,
-        ));
+        return Ok((row.sweep_id, sweep, store));
     }
     let spec = config.spec.clone().unwrap_or_default();
     let created_at_ms = SystemTime::now()
@@ -95,17 +91,24 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Durable), Co
         status: SweepStatus::Running,
         created_at_ms,
     })?;
-    Ok((
-        sweep_id.clone(),
-        Sweep::new(spec),
-        Durable::new(store, sweep_id)?,
-    ))
+    Ok((sweep_id, Sweep::new(spec), store))
 }
 
 /// Serves the sweep until it ends or a shutdown signal arrives; writes the report.
 pub async fn run(config: CoordinatorConfig) -> Result<Report, CoordinatorError> {
-    let (sweep_id, sweep, durable) = open_sweep(&config)?;
+    // Opening, checking and replaying the database waits on SQLite: off the runtime's threads.
+    let opening = config.clone();
+    let (sweep_id, sweep, store) = tokio::task::spawn_blocking(move || open_sweep(&opening))
+        .await
+        .map_err(|e| CoordinatorError::Storage(format!("opening the database: {e}")))??;
     let span = tracing::info_span!("sweep", sweep = %sweep_id);
+    // The writer and checkpoint threads it starts carry the sweep's span.
+    let durable = {
+        let (span, id) = (span.clone(), sweep_id.clone());
+        tokio::task::spawn_blocking(move || span.in_scope(|| Durable::new(store, id)))
+            .await
+            .map_err(|e| CoordinatorError::Storage(format!("starting the store writer: {e}")))??
+    };
     serve(config, sweep_id, sweep, durable)
         .instrument(span)
         .await
