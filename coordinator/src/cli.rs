@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
+use lrsweep_proto::cli::block_on;
+use lrsweep_proto::logging::{init_logging, LogFormat};
 
 use crate::server::{run, CoordinatorConfig, TlsFiles};
 use crate::sweep::SweepStatus;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::Stdio;
 
-use lrsweep_proto::cli::LogFormat;
+use lrsweep_proto::logging::LogFormat;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 

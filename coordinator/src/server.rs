@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lrsweep_proto::cli::{shutdown_signal, LogFormat};
+use lrsweep_proto::cli::shutdown_signal;
+use lrsweep_proto::logging::LogFormat;
 use lrsweep_proto::spec::SweepSpec;
 use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;

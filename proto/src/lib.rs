@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod convert;
 pub mod domain;
+pub mod logging;
 pub mod rng;
 pub mod spec;
 

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lrsweep_proto::cli::{block_on, init_logging, LogFormat};
+use lrsweep_proto::cli::block_on;
+use lrsweep_proto::logging::{init_logging, LogFormat};
 
 use crate::session::{run, WorkerConfig};
 
