@@ -35,8 +35,6 @@ pub(crate) fn pruning(f: impl FnOnce(&mut PruningSpec)) -> PruningSpec {
     spec
 }
 
-/// The verdict on `trial` itself from one observation (its rate does not matter to ASHA,
-
 pub(crate) fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
 }

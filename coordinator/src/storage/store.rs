@@ -708,7 +708,7 @@ mod tests {
         SweepRow {
             sweep_id: id.into(),
             spec_toml: "[search]\nmin_lr = 1e-4\n".into(),
-            status: status.into(),
+            status,
             created_at_ms,
         }
     }
