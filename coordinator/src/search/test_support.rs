@@ -94,9 +94,10 @@ pub(crate) fn coarse(spec: &mut SweepSpec) -> &mut CoarseToFineSpec {
 
 /// The coarse-to-fine search of a coarse-to-fine spec.
 pub(crate) fn c2f(spec: &SweepSpec) -> CoarseToFine {
-    let mut spec = spec.clone();
-    let fields = coarse(&mut spec).clone();
-    CoarseToFine::new(&spec.search, &fields)
+    match &spec.search.strategy {
+        StrategySpec::CoarseToFine(c) => CoarseToFine::new(&spec.search, c),
+        other => panic!("not coarse-to-fine: {other:?}"),
+    }
 }
 
 /// The grid strategy's rates for `spec`, and the index of the one nearest `lr` (in log).

@@ -181,12 +181,33 @@ fn check_round_list<T: PartialOrd>(
 /// `search.strategy` as written in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-enum StrategyName {
+pub(crate) enum StrategyName {
     #[default]
     CoarseToFine,
     RangeTest,
     Grid,
     Random,
+}
+
+impl StrategyName {
+    /// The name as `search.strategy` is written.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::CoarseToFine => "coarse-to-fine",
+            StrategyName::RangeTest => "range-test",
+            StrategyName::Grid => "grid",
+            StrategyName::Random => "random",
+        }
+    }
+
+    pub(crate) fn of(strategy: &StrategySpec) -> StrategyName {
+        match strategy {
+            StrategySpec::CoarseToFine(_) => StrategyName::CoarseToFine,
+            StrategySpec::RangeTest(_) => StrategyName::RangeTest,
+            StrategySpec::Grid(_) => StrategyName::Grid,
+            StrategySpec::Random(_) => StrategyName::Random,
+        }
+    }
 }
 
 /// `[search]` as it is written: flat, every strategy's fields optional.
@@ -256,18 +277,12 @@ impl SearchTable {
     pub(crate) fn into_spec(self) -> SpecResult<SearchSpec> {
         let d = SearchSpec::default();
         let name = self.strategy;
-        let strategy_name = match name {
-            StrategyName::CoarseToFine => "coarse-to-fine",
-            StrategyName::RangeTest => "range-test",
-            StrategyName::Grid => "grid",
-            StrategyName::Random => "random",
-        };
         let refine = self.refine.unwrap_or(false);
         let c2f = name == StrategyName::CoarseToFine || (name == StrategyName::RangeTest && refine);
         let grid = name == StrategyName::Grid;
         let range = name == StrategyName::RangeTest;
         let random = name == StrategyName::Random;
-        let s = strategy_name;
+        let s = name.as_str();
         let c2f_fields = "strategy coarse-to-fine (or range-test with refine = true)";
         let candidates = take(
             self.candidates_per_round,
@@ -361,6 +376,7 @@ impl From<&SearchSpec> for SearchTable {
             data_fraction: Some(s.data_fraction.clone()),
             replicates: Some(s.replicates),
             eval_every: Some(s.eval_every),
+            strategy: StrategyName::of(&s.strategy),
             ..SearchTable::default()
         };
         let coarse_to_fine = |table: &mut SearchTable, c: &CoarseToFineSpec| {
@@ -372,11 +388,9 @@ impl From<&SearchSpec> for SearchTable {
         };
         match &s.strategy {
             StrategySpec::CoarseToFine(c) => {
-                table.strategy = StrategyName::CoarseToFine;
                 coarse_to_fine(&mut table, c);
             }
             StrategySpec::RangeTest(r) => {
-                table.strategy = StrategyName::RangeTest;
                 table.range_steps = Some(r.range_steps);
                 table.ramp = Some(r.ramp);
                 table.shards = Some(r.shards);
@@ -386,11 +400,9 @@ impl From<&SearchSpec> for SearchTable {
                 }
             }
             StrategySpec::Grid(g) => {
-                table.strategy = StrategyName::Grid;
                 table.resolution = Some(g.resolution);
             }
             StrategySpec::Random(r) => {
-                table.strategy = StrategyName::Random;
                 table.random_trials = Some(r.random_trials);
                 table.seed = Some(r.seed);
             }

@@ -29,12 +29,7 @@ impl Default for StrategySpec {
 impl StrategySpec {
     /// The name `search.strategy` gives it.
     pub fn name(&self) -> &'static str {
-        match self {
-            StrategySpec::CoarseToFine(_) => "coarse-to-fine",
-            StrategySpec::RangeTest(_) => "range-test",
-            StrategySpec::Grid(_) => "grid",
-            StrategySpec::Random(_) => "random",
-        }
+        super::search::StrategyName::of(self).as_str()
     }
 }
 
