@@ -1,7 +1,9 @@
 //! A test cluster of real processes on loopback: one coordinator on an ephemeral port and any
 //! number of workers, with their JSON logs captured for assertions.
 
+pub mod chaos;
 pub mod local;
+pub mod sweep_check;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
