@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod local;
+pub mod privileged;
 pub mod sweep_check;
 
 use std::io::{BufRead, BufReader, Read};
@@ -195,13 +196,32 @@ pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
 
 /// Starts the coordinator listening on `listen`; returns it, once it listens, with its address.
 pub fn start_coordinator_on(bin: &str, listen: &str, args: &[&str]) -> (Proc, String) {
+    start_coordinator_under(&[], bin, listen, args)
+}
+
+/// `start_coordinator_on` run through `wrapper` (`ip netns exec NS`, which execs it: the
+/// process is the coordinator's own).
+pub fn start_coordinator_under(
+    wrapper: &[&str],
+    bin: &str,
+    listen: &str,
+    args: &[&str],
+) -> (Proc, String) {
     let db = fresh_db_path();
-    let mut all = vec!["--listen", listen];
+    let mut all = wrapper.get(1..).unwrap_or_default().to_vec();
+    let program = match wrapper.first() {
+        Some(program) => {
+            all.push(bin);
+            program
+        }
+        None => bin,
+    };
+    all.extend(["--listen", listen]);
     if !args.contains(&"--db") {
         all.extend(["--db", db.to_str().expect("utf-8 temp dir")]);
     }
     all.extend_from_slice(args);
-    let (mut proc, rx) = Proc::spawn(bin, &all);
+    let (mut proc, rx) = Proc::spawn(program, &all);
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if v["event"] == "listening" {

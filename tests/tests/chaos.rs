@@ -10,7 +10,7 @@ use lrsweep_tests::TempDir;
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
-/// Coarse-to-fine over four decades with two replicates: sixteen trials of a few hundred steps,
+/// Coarse-to-fine over four decades with two replicates: sixteen trials of a couple of thousand steps,
 /// enough to outlast six kills. No rung pruning: what runs does not depend on timing.
 const SPEC: &str = r#"
 [search]
@@ -20,7 +20,7 @@ rounds = 2
 candidates_per_round = 3
 final_below = 2
 final_above = 1
-steps = [600, 800]
+steps = [1500, 2000]
 data_fraction = [0.5, 1.0]
 replicates = 2
 eval_every = 50
