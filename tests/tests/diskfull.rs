@@ -118,7 +118,7 @@ fn a_full_disk_stalls_the_sweep_until_space_returns() {
     }
     let s = Setup::new("diskfull", SPEC);
     let fs = s.path("fs");
-    let _mounted = mount(&fs, &["-t", "tmpfs", "-o", "size=8m", "tmpfs"]);
+    let _mounted = mount(&fs, &["-t", "tmpfs", "-o", "size=64m", "tmpfs"]);
     let ballast = fs.join("ballast");
     stall_and_recover(
         &s,
@@ -147,7 +147,7 @@ fn a_read_only_database_stalls_the_sweep_until_it_is_writable() {
     }
     let s = Setup::new("readonly", SPEC);
     let image = s.path("ext4.img");
-    std::fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
     run("mkfs.ext4", &["-q", &image.display().to_string()]);
     let fs = s.path("fs");
     let _mounted = mount(&fs, &["-o", "loop", &image.display().to_string()]);
