@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lrsweep_tests::privileged::{root_with, run, run_quietly};
-use lrsweep_tests::sweep_check::{check_finished, SweepDb};
+use lrsweep_tests::sweep_check::{check_finished, AttemptRow, SweepDb};
 use lrsweep_tests::{start_coordinator_under, Proc, Setup};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -127,6 +127,25 @@ fn finish(c: &mut Proc, workers: &mut [Proc]) {
     }
 }
 
+/// Polls the database until `attempt` of `trial` satisfies `done`; returns its row.
+fn wait_for_attempt(
+    db: &SweepDb,
+    trial: u64,
+    attempt: u32,
+    done: impl Fn(&AttemptRow) -> bool,
+) -> AttemptRow {
+    let deadline = Instant::now() + MINUTE;
+    loop {
+        let rows = db.attempts().unwrap();
+        let row = rows.into_iter().find(|a| (a.trial, a.attempt) == (trial, attempt));
+        match row {
+            Some(row) if done(&row) => return row,
+            row => assert!(Instant::now() < deadline, "attempt {attempt} of trial {trial}: {row:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
     let test = "a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points";
@@ -149,20 +168,13 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
         started["span"]["trial"].as_u64().expect("trial in the span"),
         started["span"]["attempt"].as_u64().expect("attempt in the span") as u32,
     );
+    // Cut off once some of its points are stored, with the rest of the trial still to come.
+    let db = SweepDb::open(Path::new(&s.db)).unwrap();
+    wait_for_attempt(&db, trial, attempt, |a| a.points > 0);
     away.partition();
     c.wait_for_event("lease_expired", MINUTE, |e| e["name"] == "away");
     // Once the database says the attempt was lost, it holds every point accepted before.
-    let db = SweepDb::open(Path::new(&s.db)).unwrap();
-    let deadline = Instant::now() + MINUTE;
-    let lost = loop {
-        let rows = db.attempts().unwrap();
-        let row = rows.into_iter().find(|a| (a.trial, a.attempt) == (trial, attempt));
-        match row {
-            Some(row) if row.outcome.as_deref() == Some("lost") => break row,
-            row => assert!(Instant::now() < deadline, "attempt {attempt} of trial {trial}: {row:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let lost = wait_for_attempt(&db, trial, attempt, |a| a.outcome.as_deref() == Some("lost"));
     away.heal();
     // Back: it registers again (its old stream carried what it sent meanwhile, if anything).
     workers[0].wait_for_event("registered", MINUTE, |_| true);
@@ -184,6 +196,7 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
         "the lost attempt's late points were kept: {of_trial:?}"
     );
     assert!(of_trial.len() >= 2, "trial {trial} did not run again: {of_trial:?}");
+    assert!(lost.points > 0 && lost.points < 20_000, "{lost:?}");
     for a in &attempts {
         assert_eq!(a.points, a.distinct_steps, "a step stored twice: {a:?}");
     }
