@@ -91,7 +91,14 @@ impl Cluster<'_> {
     fn start_worker(&self, index: usize) -> Proc {
         let url = format!("http://{}", self.addr);
         let name = format!("chaos-{index}");
-        let args = ["--coordinator", &url, "--name", &name, "--max-backoff-ms", "300"];
+        let args = [
+            "--coordinator",
+            &url,
+            "--name",
+            &name,
+            "--max-backoff-ms",
+            "300",
+        ];
         Proc::spawn(&self.config.worker_bin, &args).0
     }
 
@@ -108,7 +115,13 @@ impl Cluster<'_> {
         let target = self.progress() + more;
         let deadline = Instant::now() + STALL_LIMIT;
         while self.progress() < target {
-            if self.coordinator.child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            if self
+                .coordinator
+                .child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
                 return Ok(false);
             }
             if Instant::now() > deadline {
@@ -204,7 +217,12 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosSummary, String> {
     let status = {
         let deadline = Instant::now() + STALL_LIMIT;
         loop {
-            if let Some(status) = cluster.coordinator.child.try_wait().map_err(|e| e.to_string())? {
+            if let Some(status) = cluster
+                .coordinator
+                .child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+            {
                 break status;
             }
             if Instant::now() > deadline {
@@ -225,7 +243,10 @@ pub fn run(config: &ChaosConfig) -> Result<ChaosSummary, String> {
     for (i, worker) in cluster.workers.iter_mut().enumerate() {
         let (status, _) = worker.wait_output(Duration::from_secs(30));
         if !status.success() {
-            return Err(format!("worker {i} exited with {status}: {:#?}", worker.tail(20)));
+            return Err(format!(
+                "worker {i} exited with {status}: {:#?}",
+                worker.tail(20)
+            ));
         }
     }
     let finished = check_finished(&config.coordinator_bin, &db, &report)?;

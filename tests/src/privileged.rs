@@ -8,7 +8,9 @@ use std::process::Command;
 pub fn root_with(test: &str, tools: &[&str]) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: needs root (mounts, network namespaces); run as root to check it");
+        eprintln!(
+            "SKIPPED {test}: needs root (mounts, network namespaces); run as root to check it"
+        );
         return false;
     }
     let missing: Vec<&str> = tools

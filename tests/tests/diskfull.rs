@@ -64,36 +64,73 @@ fn mount(dir: &Path, args: &[&str]) -> Mounted {
 
 fn worker(addr: &str, name: &str) -> Proc {
     let url = format!("http://{addr}");
-    let args = ["--coordinator", &url, "--name", name, "--max-backoff-ms", "300"];
+    let args = [
+        "--coordinator",
+        &url,
+        "--name",
+        name,
+        "--max-backoff-ms",
+        "300",
+    ];
     Proc::spawn(WORKER, &args).0
 }
 
 /// Trials the workers have started so far.
 fn started(workers: &[Proc]) -> usize {
-    workers.iter().map(|w| w.events("trial_started").len()).sum()
+    workers
+        .iter()
+        .map(|w| w.events("trial_started").len())
+        .sum()
 }
 
 /// Runs the sweep with its database at `db`; once a trial completed, `refuse` makes the file
 /// system refuse writes and `allow` takes that back. Checks what the module says.
-fn stall_and_recover(s: &Setup, db: &Path, expected_error: &str, refuse: impl FnOnce(), allow: impl FnOnce()) {
+fn stall_and_recover(
+    s: &Setup,
+    db: &Path,
+    expected_error: &str,
+    refuse: impl FnOnce(),
+    allow: impl FnOnce(),
+) {
     let db = db.display().to_string();
     let report = s.report.display().to_string();
-    let args = ["--spec", &s.spec, "--db", &db, "--report", &report, "--lease-ms", LEASE_MS];
+    let args = [
+        "--spec",
+        &s.spec,
+        "--db",
+        &db,
+        "--report",
+        &report,
+        "--lease-ms",
+        LEASE_MS,
+    ];
     let (mut c, addr) = start_coordinator(COORDINATOR, &args);
     let mut workers = [worker(&addr, "alpha"), worker(&addr, "beta")];
     let minute = Duration::from_secs(60);
     workers[0].wait_for_event("trial_started", minute, |_| true);
 
     refuse();
-    let failed = c.wait_for_event("storage_write_failed", minute, |e| e["retries"].as_u64() >= Some(4));
+    let failed = c.wait_for_event("storage_write_failed", minute, |e| {
+        e["retries"].as_u64() >= Some(4)
+    });
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains(expected_error), "{failed}");
     // From here the writer has been stalled for over a second: whatever was committed before
     // reached the workers long ago. Over two more retries nothing may start.
     let before = started(&workers);
-    c.wait_for_event("storage_write_failed", minute, |e| e["retries"].as_u64() >= Some(6));
-    assert_eq!(started(&workers), before, "a trial started while the database refused writes");
-    assert!(c.child.try_wait().unwrap().is_none(), "the coordinator exited: {:#?}", c.tail(20));
+    c.wait_for_event("storage_write_failed", minute, |e| {
+        e["retries"].as_u64() >= Some(6)
+    });
+    assert_eq!(
+        started(&workers),
+        before,
+        "a trial started while the database refused writes"
+    );
+    assert!(
+        c.child.try_wait().unwrap().is_none(),
+        "the coordinator exited: {:#?}",
+        c.tail(20)
+    );
 
     allow();
     let recovered = c.wait_for_event("storage_recovered", minute, |_| true);
@@ -106,14 +143,24 @@ fn stall_and_recover(s: &Setup, db: &Path, expected_error: &str, refuse: impl Fn
     }
     let finished = check_finished(COORDINATOR, Path::new(&db), &s.report)
         .unwrap_or_else(|e| panic!("after the stall: {e}"));
-    assert!(c.events("lease_expired").is_empty(), "{:#?}", c.events("lease_expired"));
-    assert_eq!(finished.attempts, finished.trials, "a trial ran twice: {finished:?}");
+    assert!(
+        c.events("lease_expired").is_empty(),
+        "{:#?}",
+        c.events("lease_expired")
+    );
+    assert_eq!(
+        finished.attempts, finished.trials,
+        "a trial ran twice: {finished:?}"
+    );
     eprintln!("{finished:?}; stalled {} ms", recovered["stalled_ms"]);
 }
 
 #[test]
 fn a_full_disk_stalls_the_sweep_until_space_returns() {
-    if !root_with("a_full_disk_stalls_the_sweep_until_space_returns", &["mount", "umount"]) {
+    if !root_with(
+        "a_full_disk_stalls_the_sweep_until_space_returns",
+        &["mount", "umount"],
+    ) {
         return;
     }
     let s = Setup::new("diskfull", SPEC);
@@ -147,7 +194,10 @@ fn a_read_only_database_stalls_the_sweep_until_it_is_writable() {
     }
     let s = Setup::new("readonly", SPEC);
     let image = s.path("ext4.img");
-    std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
     run("mkfs.ext4", &["-q", &image.display().to_string()]);
     let fs = s.path("fs");
     let _mounted = mount(&fs, &["-o", "loop", &image.display().to_string()]);

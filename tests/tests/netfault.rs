@@ -66,9 +66,30 @@ impl Netns {
         };
         let inner = format!("lrs{tag}{id}n");
         run("ip", &["netns", "add", &ns.name]);
-        run("ip", &["link", "add", &ns.host_end, "type", "veth", "peer", "name", &inner]);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &ns.host_end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner,
+            ],
+        );
         run("ip", &["link", "set", &inner, "netns", &ns.name]);
-        run("ip", &["addr", "add", &format!("{}/30", ns.host_ip), "dev", &ns.host_end]);
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", ns.host_ip),
+                "dev",
+                &ns.host_end,
+            ],
+        );
         run("ip", &["link", "set", &ns.host_end, "up"]);
         let (n, ns_addr) = (ns.name.as_str(), format!("{}/30", ns.ns_ip));
         run("ip", &["-n", n, "addr", "add", &ns_addr, "dev", &inner]);
@@ -109,12 +130,28 @@ fn worker(wrapper: &[&str], addr: &str, name: &str) -> Proc {
         }
         None => WORKER,
     };
-    all.extend(["--coordinator", &url, "--name", name, "--max-backoff-ms", "300"]);
+    all.extend([
+        "--coordinator",
+        &url,
+        "--name",
+        name,
+        "--max-backoff-ms",
+        "300",
+    ]);
     Proc::spawn(program, &all).0
 }
 
 fn coordinator_args<'a>(s: &'a Setup, report: &'a str, lease_ms: &'a str) -> [&'a str; 8] {
-    ["--spec", &s.spec, "--db", &s.db, "--report", report, "--lease-ms", lease_ms]
+    [
+        "--spec",
+        &s.spec,
+        "--db",
+        &s.db,
+        "--report",
+        report,
+        "--lease-ms",
+        lease_ms,
+    ]
 }
 
 /// Waits for the coordinator and the workers to exit 0 once the sweep ended.
@@ -137,10 +174,15 @@ fn wait_for_attempt(
     let deadline = Instant::now() + MINUTE;
     loop {
         let rows = db.attempts().unwrap();
-        let row = rows.into_iter().find(|a| (a.trial, a.attempt) == (trial, attempt));
+        let row = rows
+            .into_iter()
+            .find(|a| (a.trial, a.attempt) == (trial, attempt));
         match row {
             Some(row) if done(&row) => return row,
-            row => assert!(Instant::now() < deadline, "attempt {attempt} of trial {trial}: {row:?}"),
+            row => assert!(
+                Instant::now() < deadline,
+                "attempt {attempt} of trial {trial}: {row:?}"
+            ),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -161,12 +203,19 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
     let listen = format!("{}:0", away.host_ip);
     let args = coordinator_args(&s, &report, "4000");
     let (mut c, addr) = start_coordinator_under(&[], COORDINATOR, &listen, &args);
-    let mut workers = [worker(&away.exec(), &addr, "away"), worker(&[], &addr, "home")];
+    let mut workers = [
+        worker(&away.exec(), &addr, "away"),
+        worker(&[], &addr, "home"),
+    ];
 
     let started = workers[0].wait_for_event("trial_started", MINUTE, |_| true);
     let (trial, attempt) = (
-        started["span"]["trial"].as_u64().expect("trial in the span"),
-        started["span"]["attempt"].as_u64().expect("attempt in the span") as u32,
+        started["span"]["trial"]
+            .as_u64()
+            .expect("trial in the span"),
+        started["span"]["attempt"]
+            .as_u64()
+            .expect("attempt in the span") as u32,
     );
     // Cut off once some of its points are stored, with the rest of the trial still to come.
     let db = SweepDb::open(Path::new(&s.db)).unwrap();
@@ -174,7 +223,9 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
     away.partition();
     c.wait_for_event("lease_expired", MINUTE, |e| e["name"] == "away");
     // Once the database says the attempt was lost, it holds every point accepted before.
-    let lost = wait_for_attempt(&db, trial, attempt, |a| a.outcome.as_deref() == Some("lost"));
+    let lost = wait_for_attempt(&db, trial, attempt, |a| {
+        a.outcome.as_deref() == Some("lost")
+    });
     away.heal();
     // Back: it registers again (its old stream carried what it sent meanwhile, if anything).
     workers[0].wait_for_event("registered", MINUTE, |_| true);
@@ -195,7 +246,10 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
         (Some("lost"), lost.points),
         "the lost attempt's late points were kept: {of_trial:?}"
     );
-    assert!(of_trial.len() >= 2, "trial {trial} did not run again: {of_trial:?}");
+    assert!(
+        of_trial.len() >= 2,
+        "trial {trial} did not run again: {of_trial:?}"
+    );
     assert!(lost.points > 0 && lost.points < 20_000, "{lost:?}");
     for a in &attempts {
         assert_eq!(a.points, a.distinct_steps, "a step stored twice: {a:?}");
@@ -233,8 +287,15 @@ fn workers_keep_their_trials_through_a_short_coordinator_outage() {
 
     let finished = check_finished(COORDINATOR, Path::new(&s.db), &s.report)
         .unwrap_or_else(|e| panic!("after the outage: {e}"));
-    assert!(c.events("lease_expired").is_empty(), "{:#?}", c.events("lease_expired"));
-    assert_eq!(finished.attempts, finished.trials, "a trial ran twice: {finished:?}");
+    assert!(
+        c.events("lease_expired").is_empty(),
+        "{:#?}",
+        c.events("lease_expired")
+    );
+    assert_eq!(
+        finished.attempts, finished.trials,
+        "a trial ran twice: {finished:?}"
+    );
     let reconnected = c.events("worker_reconnected");
     assert!(
         reconnected.iter().any(|e| e["resumed"].as_u64() >= Some(1)),

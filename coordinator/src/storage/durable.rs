@@ -228,8 +228,8 @@ fn write_groups(
         }
         let (changes, thens): (Vec<Changes>, Vec<Then>) =
             group.into_iter().map(|job| (job.changes, job.then)).unzip();
-        let committed =
-            shared.failure.get().is_none() && commit_retrying(&mut store, sweep_id, &changes, shared);
+        let committed = shared.failure.get().is_none()
+            && commit_retrying(&mut store, sweep_id, &changes, shared);
         for then in thens {
             then(committed);
         }
@@ -239,7 +239,12 @@ fn write_groups(
 
 /// Commits one group, retrying a write the file system refused until it passes (or the store is
 /// closed meanwhile); false once the store failed for good.
-fn commit_retrying(store: &mut Store, sweep_id: &str, changes: &[Changes], shared: &Shared) -> bool {
+fn commit_retrying(
+    store: &mut Store,
+    sweep_id: &str,
+    changes: &[Changes],
+    shared: &Shared,
+) -> bool {
     let (mut retries, mut delay, mut since) = (0u32, RETRY_FIRST, None);
     loop {
         match store.commit(sweep_id, changes) {
