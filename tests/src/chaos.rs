@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use lrsweep_proto::rng::SplitMix64;
 
 use crate::sweep_check::{check_finished, Finished};
-use crate::{free_addr, start_coordinator_on, Proc};
+use crate::{free_addr, start_coordinator_on, start_retrying_worker, Proc};
 
 /// Coordinator log events that mean the sweep moved on: a kill waits for a few of them, so every
 /// incarnation does some work and the sweep ends however many kills there are.
@@ -89,17 +89,8 @@ impl Cluster<'_> {
     }
 
     fn start_worker(&self, index: usize) -> Proc {
-        let url = format!("http://{}", self.addr);
         let name = format!("chaos-{index}");
-        let args = [
-            "--coordinator",
-            &url,
-            "--name",
-            &name,
-            "--max-backoff-ms",
-            "300",
-        ];
-        Proc::spawn(&self.config.worker_bin, &args).0
+        start_retrying_worker(&[], &self.config.worker_bin, &self.addr, &name)
     }
 
     fn progress(&self) -> usize {

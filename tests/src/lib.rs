@@ -15,6 +15,28 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Eight trials (four decades, two replicates) of 20,000 MLP steps, seconds each: for the fault
+/// tests, a trial is still running when the fault comes, and thousands of points a second reach
+/// the database. No rung pruning: what runs does not depend on timing.
+pub const FAULT_SPEC: &str = r#"
+[search]
+min_lr = 1e-3
+max_lr = 1.0
+rounds = 1
+steps = [20000]
+data_fraction = [1.0]
+replicates = 2
+eval_every = 500
+
+[pruning]
+rule = "none"
+
+[trainer]
+model = { kind = "mlp", hidden = [16] }
+batch_size = 32
+seed = 4
+"#;
+
 pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -208,14 +230,7 @@ pub fn start_coordinator_under(
     args: &[&str],
 ) -> (Proc, String) {
     let db = fresh_db_path();
-    let mut all = wrapper.get(1..).unwrap_or_default().to_vec();
-    let program = match wrapper.first() {
-        Some(program) => {
-            all.push(bin);
-            program
-        }
-        None => bin,
-    };
+    let (program, mut all) = wrapped(wrapper, bin);
     all.extend(["--listen", listen]);
     if !args.contains(&"--db") {
         all.extend(["--db", db.to_str().expect("utf-8 temp dir")]);
@@ -296,12 +311,47 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
+/// The program to start and its first arguments for `bin` run through `wrapper` (`bin` itself
+/// when `wrapper` is empty).
+fn wrapped<'a>(wrapper: &[&'a str], bin: &'a str) -> (&'a str, Vec<&'a str>) {
+    match wrapper.split_first() {
+        Some((program, rest)) => (program, [rest, &[bin]].concat()),
+        None => (bin, Vec::new()),
+    }
+}
+
+/// A worker of the coordinator at `addr` that retries every 300 ms at most once it is gone, run
+/// through `wrapper` (empty: as is): for tests that take the coordinator or the network away.
+pub fn start_retrying_worker(wrapper: &[&str], bin: &str, addr: &str, name: &str) -> Proc {
+    let url = format!("http://{addr}");
+    let (program, mut args) = wrapped(wrapper, bin);
+    args.extend([
+        "--coordinator",
+        &url,
+        "--name",
+        name,
+        "--max-backoff-ms",
+        "300",
+    ]);
+    Proc::spawn(program, &args).0
+}
+
 pub fn start_worker(bin: &str, addr: &str, name: &str) -> Proc {
     Proc::spawn(
         bin,
         &["--coordinator", &format!("http://{addr}"), "--name", name],
     )
     .0
+}
+
+/// Waits for the coordinator and then `workers` to exit 0, as they do once the sweep ended.
+pub fn wait_sweep_end(coordinator: &mut Proc, workers: &mut [Proc]) {
+    let (status, _) = coordinator.wait_output(Duration::from_secs(120));
+    assert!(status.success(), "{:#?}", coordinator.tail(20));
+    for w in workers {
+        let (status, _) = w.wait_output(Duration::from_secs(30));
+        assert!(status.success(), "{:#?}", w.tail(20));
+    }
 }
 
 /// SIGTERM, as `kill` or a service manager sends it.

@@ -10,6 +10,8 @@ use std::process::Command;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::{wait_sweep_end, Proc};
+
 /// Statuses a trial may end a sweep with.
 const FINAL: [&str; 4] = ["completed", "pruned", "cancelled", "failed"];
 
@@ -203,6 +205,26 @@ pub fn check_finished(coordinator_bin: &str, db: &Path, report: &Path) -> Result
         ));
     }
     Ok(finished)
+}
+
+/// For a fault that must cost nothing: once the coordinator and `workers` exited 0, the sweep
+/// checks out (`check_finished`), no lease expired, and no trial ran twice.
+pub fn finish_without_reruns(
+    coordinator_bin: &str,
+    coordinator: &mut Proc,
+    workers: &mut [Proc],
+    db: &Path,
+    report: &Path,
+) -> Finished {
+    wait_sweep_end(coordinator, workers);
+    let finished = check_finished(coordinator_bin, db, report).unwrap_or_else(|e| panic!("{e}"));
+    let expired = coordinator.events("lease_expired");
+    assert!(expired.is_empty(), "{expired:#?}");
+    assert_eq!(
+        finished.attempts, finished.trials,
+        "a trial ran twice: {finished:?}"
+    );
+    finished
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {

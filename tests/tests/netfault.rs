@@ -16,32 +16,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lrsweep_tests::privileged::{root_with, run, run_quietly};
-use lrsweep_tests::sweep_check::{check_finished, AttemptRow, SweepDb};
-use lrsweep_tests::{start_coordinator_under, Proc, Setup};
+use lrsweep_tests::sweep_check::{check_finished, finish_without_reruns, AttemptRow, SweepDb};
+use lrsweep_tests::{
+    start_coordinator_under, start_retrying_worker, wait_sweep_end, Proc, Setup, FAULT_SPEC,
+};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
-
-/// Eight trials (four decades, two replicates) of 20,000 MLP steps, seconds each: a trial is
-/// still running when its worker is cut off.
-const SPEC: &str = r#"
-[search]
-min_lr = 1e-3
-max_lr = 1.0
-rounds = 1
-steps = [20000]
-data_fraction = [1.0]
-replicates = 2
-eval_every = 500
-
-[pruning]
-rule = "none"
-
-[trainer]
-model = { kind = "mlp", hidden = [16] }
-batch_size = 32
-seed = 5
-"#;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -119,26 +100,8 @@ impl Drop for Netns {
     }
 }
 
-/// A worker of the coordinator at `addr`, run through `wrapper` (empty: on this host).
 fn worker(wrapper: &[&str], addr: &str, name: &str) -> Proc {
-    let url = format!("http://{addr}");
-    let mut all = wrapper.get(1..).unwrap_or_default().to_vec();
-    let program = match wrapper.first() {
-        Some(program) => {
-            all.push(WORKER);
-            *program
-        }
-        None => WORKER,
-    };
-    all.extend([
-        "--coordinator",
-        &url,
-        "--name",
-        name,
-        "--max-backoff-ms",
-        "300",
-    ]);
-    Proc::spawn(program, &all).0
+    start_retrying_worker(wrapper, WORKER, addr, name)
 }
 
 fn coordinator_args<'a>(s: &'a Setup, report: &'a str, lease_ms: &'a str) -> [&'a str; 8] {
@@ -154,14 +117,14 @@ fn coordinator_args<'a>(s: &'a Setup, report: &'a str, lease_ms: &'a str) -> [&'
     ]
 }
 
-/// Waits for the coordinator and the workers to exit 0 once the sweep ended.
-fn finish(c: &mut Proc, workers: &mut [Proc]) {
-    let (status, _) = c.wait_output(Duration::from_secs(120));
-    assert!(status.success(), "{:#?}", c.tail(20));
-    for w in workers {
-        let (status, _) = w.wait_output(Duration::from_secs(30));
-        assert!(status.success(), "{:#?}", w.tail(20));
+/// The test's files and its namespace (`tag`, `subnet`: see `Netns`); None, after saying why,
+/// where it cannot run.
+fn prepare(test: &str, tag: &str, subnet: u8) -> Option<(Setup, Netns)> {
+    if !root_with(test, &["ip"]) {
+        return None;
     }
+    let s = Setup::new(&format!("netfault-{tag}"), FAULT_SPEC);
+    Some((s, Netns::new(tag, subnet)))
 }
 
 /// Polls the database until `attempt` of `trial` satisfies `done`; returns its row.
@@ -191,11 +154,9 @@ fn wait_for_attempt(
 #[test]
 fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
     let test = "a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points";
-    if !root_with(test, &["ip"]) {
+    let Some((s, away)) = prepare(test, "w", 1) else {
         return;
-    }
-    let s = Setup::new("netfault-worker", SPEC);
-    let away = Netns::new("w", 1);
+    };
     let report = s.report.display().to_string();
     // The coordinator listens on the host's end of the pair: the namespace reaches it over the
     // veth, the host's own worker over loopback (a local address stays local when its link is
@@ -234,7 +195,7 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
         assert!(Instant::now() < deadline, "{:#?}", workers[0].tail(20));
         std::thread::sleep(Duration::from_millis(20));
     }
-    finish(&mut c, &mut workers);
+    wait_sweep_end(&mut c, &mut workers);
 
     let finished = check_finished(COORDINATOR, Path::new(&s.db), &s.report)
         .unwrap_or_else(|e| panic!("after the partition: {e}"));
@@ -260,11 +221,9 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
 #[test]
 fn workers_keep_their_trials_through_a_short_coordinator_outage() {
     let test = "workers_keep_their_trials_through_a_short_coordinator_outage";
-    if !root_with(test, &["ip"]) {
+    let Some((s, away)) = prepare(test, "c", 2) else {
         return;
-    }
-    let s = Setup::new("netfault-coordinator", SPEC);
-    let away = Netns::new("c", 2);
+    };
     let report = s.report.display().to_string();
     let listen = format!("{}:0", away.ns_ip);
     // A lease longer than the outage: the workers notice the dead connection (keepalive, 5 s +
@@ -283,19 +242,8 @@ fn workers_keep_their_trials_through_a_short_coordinator_outage() {
     }
     let outage = cut.elapsed();
     away.heal();
-    finish(&mut c, &mut workers);
-
-    let finished = check_finished(COORDINATOR, Path::new(&s.db), &s.report)
-        .unwrap_or_else(|e| panic!("after the outage: {e}"));
-    assert!(
-        c.events("lease_expired").is_empty(),
-        "{:#?}",
-        c.events("lease_expired")
-    );
-    assert_eq!(
-        finished.attempts, finished.trials,
-        "a trial ran twice: {finished:?}"
-    );
+    let db = Path::new(&s.db);
+    let finished = finish_without_reruns(COORDINATOR, &mut c, &mut workers, db, &s.report);
     let reconnected = c.events("worker_reconnected");
     assert!(
         reconnected.iter().any(|e| e["resumed"].as_u64() >= Some(1)),
