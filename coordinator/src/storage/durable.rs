@@ -588,6 +588,53 @@ mod tests {
         );
     }
 
+    /// Another connection holds the write lock past the busy timeout: the writer's commit fails
+    /// with SQLITE_BUSY, a failure that may pass. The group is kept and retried, its `then`
+    /// waits, and once the lock is released it commits and is told so; the sweep goes on.
+    #[test]
+    fn a_write_refused_for_now_is_retried_until_it_commits() {
+        let path =
+            std::env::temp_dir().join(format!("lrsweep-durable-busy-{}.db", std::process::id()));
+        let spec = spec();
+        let mut store = Store::open(&path).unwrap();
+        store
+            .create_sweep(&SweepRow {
+                sweep_id: "s".into(),
+                spec_toml: spec.to_toml(),
+                status: SweepStatus::Running,
+                created_at_ms: 0,
+            })
+            .unwrap();
+        let mut durable = Durable::new(store, "s".into()).unwrap();
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let mut sweep = Sweep::new(spec);
+        sweep.add_worker("w1".into(), "alpha".into(), 1);
+        let (log, tell) = told();
+        sweep.dispatch();
+        block_on(durable.sync(&mut sweep, tell(1)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while durable.stalled_until().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never stalled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(log.lock().unwrap().is_empty(), "told before the commit");
+        blocker.execute_batch("ROLLBACK").unwrap();
+
+        let store = durable.close().unwrap();
+        assert_eq!(durable.failure(), None);
+        assert_eq!(*log.lock().unwrap(), vec![(1, true)]);
+        assert_eq!(store.trials("s").unwrap().len(), sweep.trials().len());
+        drop((store, blocker));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
     #[test]
     fn after_a_failed_write_nothing_more_is_written_or_confirmed() {
         let spec = spec();
