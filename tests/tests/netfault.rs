@@ -215,7 +215,19 @@ fn a_worker_cut_off_past_its_lease_loses_its_trial_and_its_late_points() {
     for a in &attempts {
         assert_eq!(a.points, a.distinct_steps, "a step stored twice: {a:?}");
     }
-    eprintln!("trial {trial}: {of_trial:?}; {finished:?}");
+    let away_events: Vec<String> = workers[0]
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} {} {}",
+                v["event"], v["span"]["trial"], v["span"]["attempt"], v["error"]
+            )
+        })
+        .collect();
+    eprintln!("trial {trial}: {of_trial:?}; {finished:?}; away: {away_events:#?}");
 }
 
 #[test]
