@@ -28,6 +28,10 @@ pub enum CoordinatorError {
     /// as text: the storage engine's types stay inside `storage`.
     #[error("database: {0}")]
     Db(String),
+    /// The file system refused a database write for now (full, read-only, an I/O error): the
+    /// store's writer retries it until it passes.
+    #[error("database unavailable: {0}")]
+    DbUnavailable(String),
     /// The database cannot be used as asked: another schema version, not an lrsweep database,
     /// or a sweep or attempt it does not hold.
     #[error("storage: {0}")]
@@ -39,7 +43,15 @@ pub enum CoordinatorError {
 
 impl From<rusqlite::Error> for CoordinatorError {
     fn from(e: rusqlite::Error) -> Self {
-        CoordinatorError::Db(e.to_string())
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            // What the disk or another process does to the file, not what the sweep wrote: it
+            // may pass once space is freed, the file made writable, the lock released.
+            Some(
+                DiskFull | ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked,
+            ) => CoordinatorError::DbUnavailable(e.to_string()),
+            _ => CoordinatorError::Db(e.to_string()),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! A test cluster of real processes on loopback: one coordinator on an ephemeral port and any
 //! number of workers, with their JSON logs captured for assertions.
 
+pub mod chaos;
 pub mod local;
+pub mod privileged;
+pub mod sweep_check;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,6 +14,28 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// Eight trials (four decades, two replicates) of 20,000 MLP steps, seconds each: for the fault
+/// tests, a trial is still running when the fault comes, and thousands of points a second reach
+/// the database. No rung pruning: what runs does not depend on timing.
+pub const FAULT_SPEC: &str = r#"
+[search]
+min_lr = 1e-3
+max_lr = 1.0
+rounds = 1
+steps = [20000]
+data_fraction = [1.0]
+replicates = 2
+eval_every = 500
+
+[pruning]
+rule = "none"
+
+[trainer]
+model = { kind = "mlp", hidden = [16] }
+batch_size = 32
+seed = 4
+"#;
 
 pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
@@ -193,13 +218,25 @@ pub fn start_coordinator(bin: &str, args: &[&str]) -> (Proc, String) {
 
 /// Starts the coordinator listening on `listen`; returns it, once it listens, with its address.
 pub fn start_coordinator_on(bin: &str, listen: &str, args: &[&str]) -> (Proc, String) {
+    start_coordinator_under(&[], bin, listen, args)
+}
+
+/// `start_coordinator_on` run through `wrapper` (`ip netns exec NS`, which execs it: the
+/// process is the coordinator's own).
+pub fn start_coordinator_under(
+    wrapper: &[&str],
+    bin: &str,
+    listen: &str,
+    args: &[&str],
+) -> (Proc, String) {
     let db = fresh_db_path();
-    let mut all = vec!["--listen", listen];
+    let (program, mut all) = wrapped(wrapper, bin);
+    all.extend(["--listen", listen]);
     if !args.contains(&"--db") {
         all.extend(["--db", db.to_str().expect("utf-8 temp dir")]);
     }
     all.extend_from_slice(args);
-    let (mut proc, rx) = Proc::spawn(bin, &all);
+    let (mut proc, rx) = Proc::spawn(program, &all);
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if v["event"] == "listening" {
@@ -274,12 +311,47 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
+/// The program to start and its first arguments for `bin` run through `wrapper` (`bin` itself
+/// when `wrapper` is empty).
+fn wrapped<'a>(wrapper: &[&'a str], bin: &'a str) -> (&'a str, Vec<&'a str>) {
+    match wrapper.split_first() {
+        Some((program, rest)) => (program, [rest, &[bin]].concat()),
+        None => (bin, Vec::new()),
+    }
+}
+
+/// A worker of the coordinator at `addr` that retries every 300 ms at most once it is gone, run
+/// through `wrapper` (empty: as is): for tests that take the coordinator or the network away.
+pub fn start_retrying_worker(wrapper: &[&str], bin: &str, addr: &str, name: &str) -> Proc {
+    let url = format!("http://{addr}");
+    let (program, mut args) = wrapped(wrapper, bin);
+    args.extend([
+        "--coordinator",
+        &url,
+        "--name",
+        name,
+        "--max-backoff-ms",
+        "300",
+    ]);
+    Proc::spawn(program, &args).0
+}
+
 pub fn start_worker(bin: &str, addr: &str, name: &str) -> Proc {
     Proc::spawn(
         bin,
         &["--coordinator", &format!("http://{addr}"), "--name", name],
     )
     .0
+}
+
+/// Waits for the coordinator and then `workers` to exit 0, as they do once the sweep ended.
+pub fn wait_sweep_end(coordinator: &mut Proc, workers: &mut [Proc]) {
+    let (status, _) = coordinator.wait_output(Duration::from_secs(120));
+    assert!(status.success(), "{:#?}", coordinator.tail(20));
+    for w in workers {
+        let (status, _) = w.wait_output(Duration::from_secs(30));
+        assert!(status.success(), "{:#?}", w.tail(20));
+    }
 }
 
 /// SIGTERM, as `kill` or a service manager sends it.

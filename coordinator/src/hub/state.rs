@@ -75,12 +75,17 @@ impl HubState {
         self.record_and_send(&[], reason);
     }
 
-    /// Workers silent or away for longer than the lease lose their trials to others.
+    /// Workers silent or away for longer than the lease lose their trials to others. Time the
+    /// store spent refusing writes does not count: the hub sent nothing then, and read late.
     pub(super) fn expire_leases(&mut self, now: Instant) {
+        let stalled = self.durable.stalled_until();
         let expired: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, w)| now.duration_since(w.last_seen) > self.lease)
+            .filter(|(_, w)| {
+                let seen = stalled.map_or(w.last_seen, |at| at.max(w.last_seen));
+                now.saturating_duration_since(seen) > self.lease
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {

@@ -3,15 +3,16 @@
 //! and the store's rows lives here.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lrsweep_proto::domain::Subset;
 use lrsweep_proto::spec::SweepSpec;
 use tokio::sync::mpsc as queue;
-use tracing::{error, warn, Span};
+use tracing::{error, info, warn, Span};
 
 use super::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
 use crate::sweep::{Change, Sweep, SweepStatus, Trial, TrialRecord};
@@ -23,6 +24,11 @@ const QUEUE_EVENTS: usize = 1024;
 
 /// How often the WAL is copied into the database file, off the writer's thread.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A write the file system refused (full, read-only, an I/O error) is retried after this, doubled
+/// up to `RETRY_MAX` while it keeps failing.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs once the event's changes are committed (`true`), or once it is known they never will be
 /// (`false`: the store failed). Sends the commands that followed from them.
@@ -39,15 +45,35 @@ struct Job {
 /// caused them is durable, but the sweep's lock is not held through SQLite I/O, and a commit is
 /// paid per group rather than per event.
 ///
-/// A write that fails is remembered and ends the sweep: a coordinator that cannot record what
-/// happens can no longer promise to lose nothing. Nothing is written after it.
+/// A write the file system refuses for now (disk full, a read-only file, an I/O error) stalls the
+/// writer: it keeps the group in memory and retries it until it commits, so nothing decided after
+/// it goes out meanwhile (no assignment, no stop), and the sweep goes on where it was once space
+/// returns. Each group is one transaction: nothing is half-written. Any other failed write is
+/// remembered and ends the sweep: a coordinator that cannot record what happens can no longer
+/// promise to lose nothing. Nothing is written after it.
 pub struct Durable {
     sweep_id: String,
     /// None once closed.
     writer: Option<(queue::Sender<Job>, JoinHandle<Store>)>,
     /// Dropping the sender stops the checkpoints; None for an in-memory store.
     checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
-    failure: Arc<OnceLock<String>>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread tells the hub.
+#[derive(Default)]
+struct Shared {
+    failure: OnceLock<String>,
+    /// When the store last refused a write: None if it never did, `Stalled` while it still does.
+    stall: Mutex<Option<Stall>>,
+    /// Set by `close`: a write still refused then is given up.
+    closing: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+enum Stall {
+    Stalled,
+    EndedAt(Instant),
 }
 
 impl Durable {
@@ -58,15 +84,15 @@ impl Durable {
             None => None,
         };
         let (jobs, mut pending) = queue::channel(QUEUE_EVENTS);
-        let failure = Arc::new(OnceLock::new());
+        let shared = Arc::new(Shared::default());
         let thread = {
-            let (sweep_id, failure) = (sweep_id.clone(), failure.clone());
+            let (sweep_id, shared) = (sweep_id.clone(), shared.clone());
             let span = Span::current();
             std::thread::Builder::new()
                 .name("lrsweep-store".into())
                 .spawn(move || {
                     let _entered = span.enter();
-                    write_groups(store, &sweep_id, &mut pending, &failure)
+                    write_groups(store, &sweep_id, &mut pending, &shared)
                 })
                 .map_err(|e| CoordinatorError::io("starting the store writer", e))?
         };
@@ -74,16 +100,26 @@ impl Durable {
             sweep_id,
             writer: Some((jobs, thread)),
             checkpoints,
-            failure,
+            shared,
         })
     }
 
     pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        self.shared.failure.get().map(String::as_str)
+    }
+
+    /// Until when the store refused writes: now while it still does, None if it never did.
+    /// Nothing reached the workers meanwhile, so that time does not count against their leases.
+    pub fn stalled_until(&self) -> Option<Instant> {
+        let stall = *self.shared.stall.lock().unwrap_or_else(|e| e.into_inner());
+        stall.map(|s| match s {
+            Stall::Stalled => Instant::now(),
+            Stall::EndedAt(at) => at,
+        })
     }
 
     fn fail(&self, e: &CoordinatorError) {
-        fail(&self.failure, e);
+        fail(&self.shared.failure, e);
     }
 
     /// Queues what the sweep changed since the last call for the writer; `then` runs once it is
@@ -111,6 +147,7 @@ impl Durable {
     /// Waits for everything queued to be written and stops the writer; returns its store.
     pub fn close(&mut self) -> Option<Store> {
         let (jobs, thread) = self.writer.take()?;
+        self.shared.closing.store(true, Ordering::Relaxed);
         drop(jobs);
         let store = thread.join();
         if let Some((stop, checkpoints)) = self.checkpoints.take() {
@@ -182,7 +219,7 @@ fn write_groups(
     mut store: Store,
     sweep_id: &str,
     pending: &mut queue::Receiver<Job>,
-    failure: &OnceLock<String>,
+    shared: &Shared,
 ) -> Store {
     while let Some(first) = pending.blocking_recv() {
         let mut group = vec![first];
@@ -191,17 +228,63 @@ fn write_groups(
         }
         let (changes, thens): (Vec<Changes>, Vec<Then>) =
             group.into_iter().map(|job| (job.changes, job.then)).unzip();
-        if failure.get().is_none() {
-            if let Err(e) = store.commit(sweep_id, &changes) {
-                fail(failure, &e);
-            }
-        }
-        let committed = failure.get().is_none();
+        let committed = shared.failure.get().is_none()
+            && commit_retrying(&mut store, sweep_id, &changes, shared);
         for then in thens {
             then(committed);
         }
     }
     store
+}
+
+/// Commits one group, retrying a write the file system refused until it passes (or the store is
+/// closed meanwhile); false once the store failed for good.
+fn commit_retrying(
+    store: &mut Store,
+    sweep_id: &str,
+    changes: &[Changes],
+    shared: &Shared,
+) -> bool {
+    let (mut retries, mut delay, mut since) = (0u32, RETRY_FIRST, None);
+    loop {
+        match store.commit(sweep_id, changes) {
+            Ok(()) => {
+                if let Some(since) = since {
+                    let ended = Instant::now();
+                    info!(
+                        event = "storage_recovered",
+                        retries,
+                        stalled_ms = ended.duration_since(since).as_millis() as u64
+                    );
+                    *shared.stall.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Stall::EndedAt(ended));
+                }
+                return true;
+            }
+            Err(e @ CoordinatorError::DbUnavailable(_))
+                if !shared.closing.load(Ordering::Relaxed) =>
+            {
+                if since.is_none() {
+                    since = Some(Instant::now());
+                    *shared.stall.lock().unwrap_or_else(|e| e.into_inner()) = Some(Stall::Stalled);
+                }
+                retries += 1;
+                error!(
+                    event = "storage_write_failed",
+                    error = %e,
+                    retries,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "nothing is dispatched until the write succeeds"
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+            Err(e) => {
+                fail(&shared.failure, &e);
+                return false;
+            }
+        }
+    }
 }
 
 /// The sweep's changes as rows: every attempt started, point batch and attempt ended as decided,
@@ -503,6 +586,53 @@ mod tests {
             store.trials("s").unwrap()[a.trial_id as usize].status,
             TrialStatus::Running
         );
+    }
+
+    /// Another connection holds the write lock past the busy timeout: the writer's commit fails
+    /// with SQLITE_BUSY, a failure that may pass. The group is kept and retried, its `then`
+    /// waits, and once the lock is released it commits and is told so; the sweep goes on.
+    #[test]
+    fn a_write_refused_for_now_is_retried_until_it_commits() {
+        let path =
+            std::env::temp_dir().join(format!("lrsweep-durable-busy-{}.db", std::process::id()));
+        let spec = spec();
+        let mut store = Store::open(&path).unwrap();
+        store
+            .create_sweep(&SweepRow {
+                sweep_id: "s".into(),
+                spec_toml: spec.to_toml(),
+                status: SweepStatus::Running,
+                created_at_ms: 0,
+            })
+            .unwrap();
+        let mut durable = Durable::new(store, "s".into()).unwrap();
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let mut sweep = Sweep::new(spec);
+        sweep.add_worker("w1".into(), "alpha".into(), 1);
+        let (log, tell) = told();
+        sweep.dispatch();
+        block_on(durable.sync(&mut sweep, tell(1)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while durable.stalled_until().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never stalled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(log.lock().unwrap().is_empty(), "told before the commit");
+        blocker.execute_batch("ROLLBACK").unwrap();
+
+        let store = durable.close().unwrap();
+        assert_eq!(durable.failure(), None);
+        assert_eq!(*log.lock().unwrap(), vec![(1, true)]);
+        assert_eq!(store.trials("s").unwrap().len(), sweep.trials().len());
+        drop((store, blocker));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[test]
