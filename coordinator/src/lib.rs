@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod hub;
 pub mod local_workers;
+pub mod metrics;
 pub mod prune;
 pub mod report;
 pub mod search;

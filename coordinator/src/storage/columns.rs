@@ -6,6 +6,7 @@ use rusqlite::ToSql;
 
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
+use super::workers::WorkerState;
 use crate::sweep::{AttemptOutcome, SweepStatus};
 
 /// An f64 stored exactly: a REAL, except NaN, which SQLite would silently turn into NULL
@@ -94,6 +95,7 @@ named_column!(TrialStatus, TrialStatus::ALL);
 named_column!(PruneReason, PruneReason::ALL);
 named_column!(AttemptOutcome, AttemptOutcome::ALL);
 named_column!(SweepStatus, SweepStatus::ALL);
+named_column!(WorkerState, WorkerState::ALL);
 
 #[cfg(test)]
 mod tests {
@@ -116,6 +118,7 @@ mod tests {
         round_trips::<PruneReason>();
         round_trips::<AttemptOutcome>();
         round_trips::<SweepStatus>();
+        round_trips::<WorkerState>();
         assert_eq!(
             one_of::<SweepStatus>("status"),
             "status IN ('running', 'completed', 'interrupted')"

@@ -14,6 +14,7 @@ use tokio::sync::mpsc as queue;
 use tracing::{error, warn, Span};
 
 use super::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
+use super::workers::WorkerRow;
 use crate::sweep::{Change, Sweep, SweepStatus, Trial, TrialRecord};
 use crate::CoordinatorError;
 
@@ -48,6 +49,8 @@ pub struct Durable {
     /// Dropping the sender stops the checkpoints; None for an in-memory store.
     checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
     failure: Arc<OnceLock<String>>,
+    /// Worker rows recorded since the last `sync`, written with the sweep's next changes.
+    workers: Vec<WorkerRow>,
 }
 
 impl Durable {
@@ -75,6 +78,7 @@ impl Durable {
             writer: Some((jobs, thread)),
             checkpoints,
             failure,
+            workers: Vec::new(),
         })
     }
 
@@ -91,7 +95,8 @@ impl Durable {
     /// a thread) while the writer's queue is full.
     pub async fn sync(&mut self, sweep: &mut Sweep, then: Option<Then>) {
         let changed = sweep.take_changes();
-        let changes = rows(&self.sweep_id, sweep, changed);
+        let mut changes = rows(&self.sweep_id, sweep, changed);
+        changes.workers = std::mem::take(&mut self.workers);
         if changes.is_empty() && then.is_none() {
             return;
         }
@@ -106,6 +111,11 @@ impl Durable {
             ));
             (job.then)(false);
         }
+    }
+
+    /// Queues a worker's row for the next `sync`.
+    pub fn record_worker(&mut self, row: WorkerRow) {
+        self.workers.push(row);
     }
 
     /// Waits for everything queued to be written and stops the writer; returns its store.

@@ -9,16 +9,19 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lrsweep_proto::domain::TracePoint;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior,
+};
 
 use super::columns::{one_of, Real};
+use super::workers::{self, WorkerRow, WorkerState};
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 use crate::sweep::{AttemptOutcome, SweepStatus};
 use crate::CoordinatorError;
 
 /// Bumped on every change to `SCHEMA`; a file of another version is refused, not migrated.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of an lrsweep database ("lrsw"), so that another program's SQLite file
 /// is refused even if its user_version happens to match.
@@ -43,6 +46,7 @@ fn schema() -> String {
     let trial_status = one_of::<TrialStatus>("status");
     let prune_reason = one_of::<PruneReason>("prune_reason");
     let outcome = one_of::<AttemptOutcome>("outcome");
+    let worker_state = one_of::<WorkerState>("state");
     format!(
         "
 CREATE TABLE sweeps (
@@ -91,6 +95,17 @@ CREATE TABLE points (
     lr         NOT NULL CHECK (typeof(lr) = 'real' OR lr = 'NaN'),
     val_loss   CHECK (typeof(val_loss) IN ('real', 'null') OR val_loss = 'NaN'),
     PRIMARY KEY (sweep, trial, attempt, step)
+) WITHOUT ROWID;
+CREATE TABLE workers (
+    sweep            INTEGER NOT NULL REFERENCES sweeps (id),
+    worker           TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    host             TEXT    NOT NULL,
+    slots            INTEGER NOT NULL,
+    state            TEXT    NOT NULL CHECK ({worker_state}),
+    registered_at_ms INTEGER NOT NULL,
+    last_seen_ms     INTEGER NOT NULL,
+    PRIMARY KEY (sweep, worker)
 ) WITHOUT ROWID;
 CREATE TABLE sweep_meta (
     sweep INTEGER NOT NULL REFERENCES sweeps (id),
@@ -145,6 +160,8 @@ pub struct Changes {
     pub points: Vec<(u64, u32, Vec<TracePoint>)>,
     /// (trial, attempt, outcome, error) of attempts that ended.
     pub ended: Vec<(u64, u32, AttemptOutcome, Option<String>)>,
+    /// Workers that registered, connected, hung up, left or were last heard from.
+    pub workers: Vec<WorkerRow>,
 }
 
 impl Changes {
@@ -153,6 +170,7 @@ impl Changes {
             && self.trials.is_empty()
             && self.points.is_empty()
             && self.ended.is_empty()
+            && self.workers.is_empty()
     }
 }
 
@@ -181,6 +199,24 @@ impl Store {
         let other = Store::open(Path::new(path))?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Some(Checkpointer { conn: other.conn }))
+    }
+
+    /// Opens an existing database for reading only (`status`): it never writes, not even the
+    /// schema of an empty file, and reads alongside a running coordinator through the WAL.
+    pub fn open_read_only(path: &Path) -> Result<Store, CoordinatorError> {
+        let name = path.display().to_string();
+        if !path.is_file() {
+            return Err(CoordinatorError::Storage(format!("no database at {name}")));
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| CoordinatorError::Storage(format!("{name}: cannot open: {e}")))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        if check_identity(&conn, &name)? {
+            return Err(CoordinatorError::Storage(format!(
+                "{name}: not an lrsweep database (empty)"
+            )));
+        }
+        Ok(Store { conn })
     }
 
     pub fn open_in_memory() -> Result<Store, CoordinatorError> {
@@ -347,6 +383,7 @@ impl Store {
             for (trial, attempt, outcome, error) in &c.ended {
                 end_attempt(&tx, sweep_id, *trial, *attempt, *outcome, error.as_deref())?;
             }
+            workers::upsert_workers(&tx, sweep_id, &c.workers)?;
         }
         tx.commit()?;
         Ok(())
@@ -439,6 +476,27 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// The sweep's workers, each with how many trials it runs now.
+    pub fn workers(&self, sweep_id: &str) -> Result<Vec<(WorkerRow, u32)>, CoordinatorError> {
+        workers::workers(&self.conn, sweep_id)
+    }
+
+    /// Marks the workers a previous coordinator left connected as disconnected.
+    pub fn disconnect_workers(&mut self, sweep_id: &str) -> Result<(), CoordinatorError> {
+        workers::disconnect_all(&self.conn, sweep_id)
+    }
+
+    /// When the sweep's first attempt started and its last one ended (ms since the epoch).
+    pub fn attempt_span(&self, sweep_id: &str) -> Result<(Option<i64>, Option<i64>), CoordinatorError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(started_at_ms), max(ended_at_ms) FROM attempts
+                 WHERE sweep = (SELECT id FROM sweeps WHERE sweep_id = ?1)",
+            )?
+            .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
     /// Stores an opaque value (e.g. JSON of the strategy report) under `key` for the sweep,
     /// replacing any earlier one.
     pub fn put_meta(
@@ -512,7 +570,7 @@ fn check_identity(conn: &Connection, name: &str) -> Result<bool, CoordinatorErro
     }
 }
 
-fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError> {
+pub(super) fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError> {
     conn.prepare_cached("SELECT id FROM sweeps WHERE sweep_id = ?1")?
         .query_row([sweep_id], |r| r.get(0))
         .optional()?
@@ -803,7 +861,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 tables,
-                ["attempts", "points", "sweep_meta", "sweeps", "trials"]
+                ["attempts", "points", "sweep_meta", "sweeps", "trials", "workers"]
             );
             store.create_sweep(&sweep_row("s1", "running", 5)).unwrap();
             store.append_points("s1", 0, 1, &points(1..=3)).unwrap();
