@@ -61,6 +61,9 @@ pub struct Args {
     /// Attempts per trial (failures and lost workers) before it is marked failed.
     #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, env = "LRSWEEP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -116,6 +119,7 @@ impl Args {
             log_format: self.log_format,
             lease: std::time::Duration::from_millis(self.lease_ms.max(100)),
             max_attempts: self.max_attempts.max(1),
+            metrics_listen: self.metrics_listen,
             token: self.token.filter(|t| !t.is_empty()),
             tls: self
                 .tls_cert
