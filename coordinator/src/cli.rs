@@ -88,6 +88,15 @@ pub enum Sub {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Where the latest sweep (or --sweep ID) stands: round, trials, workers, best rate,
+    /// elapsed time and ETA. Reads the database only (read-only), also while the sweep runs.
+    Status {
+        #[arg(long)]
+        sweep: Option<String>,
+        /// On a terminal, redraw every second until the sweep is over; otherwise print once.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Ask a coordinator's gRPC health service; exit 0 when it answers SERVING (for Docker's
     /// HEALTHCHECK and exec probes), 1 otherwise.
     Health {
@@ -141,6 +150,9 @@ pub fn main() -> ExitCode {
             html.as_deref(),
         )),
         Some(Sub::Plot { sweep, out }) => Some(plot(&args.db, sweep.as_deref(), out)),
+        Some(Sub::Status { sweep, watch }) => {
+            Some(crate::status::watch(&args.db, sweep.as_deref(), *watch).map(|()| String::new()))
+        }
         Some(Sub::Health { .. }) | None => None,
     };
     if let Some(result) = offline {

@@ -19,6 +19,7 @@ pub mod report;
 pub mod search;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod storage;
 pub mod sweep;
 mod tls;
