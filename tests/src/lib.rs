@@ -2,6 +2,7 @@
 //! number of workers, with their JSON logs captured for assertions.
 
 pub mod local;
+pub mod scripted;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -78,9 +78,7 @@ impl Metrics {
             .iter()
             .map(|s| {
                 trials_family
-                    .get_or_create(&StatusLabel {
-                        status: s.as_str(),
-                    })
+                    .get_or_create(&StatusLabel { status: s.as_str() })
                     .clone()
             })
             .collect();
@@ -163,8 +161,7 @@ impl Metrics {
 
     /// A stop order caused by the trace batch received at `received` is on its way.
     pub fn stop_sent(&self, received: Instant) {
-        self.stop_latency
-            .observe(received.elapsed().as_secs_f64());
+        self.stop_latency.observe(received.elapsed().as_secs_f64());
     }
 
     /// Every metric in the OpenMetrics text format (which Prometheus scrapes).

@@ -42,7 +42,7 @@ pub fn estimate(input: EtaInput) -> Eta {
         return Eta::Unknown("no steps trained yet");
     }
     if input.steps_left == 0 {
-        return Eta::Unknown("the next round is not planned yet");
+        return Eta::Unknown("no trial queued or running: the next round is being planned");
     }
     let steps_per_second = input.steps_run as f64 / window;
     Eta::Estimate {
@@ -83,7 +83,13 @@ mod tests {
             last_round: true,
             ..input()
         });
-        assert!(matches!(last, Eta::Estimate { whole_sweep: true, .. }));
+        assert!(matches!(
+            last,
+            Eta::Estimate {
+                whole_sweep: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -115,7 +121,7 @@ mod tests {
                     steps_left: 0,
                     ..input()
                 },
-                "the next round is not planned yet",
+                "no trial queued or running: the next round is being planned",
             ),
         ] {
             assert_eq!(estimate(input), Eta::Unknown(why));

@@ -154,7 +154,10 @@ mod tests {
             ..status
         };
         let text = render(&unknown);
-        assert!(text.contains("eta      unknown (no steps trained yet)"), "{text}");
+        assert!(
+            text.contains("eta      unknown (no steps trained yet)"),
+            "{text}"
+        );
         assert!(text.contains("best     none yet"), "{text}");
     }
 }

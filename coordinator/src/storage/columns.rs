@@ -4,9 +4,9 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::ToSql;
 
+use super::workers::WorkerState;
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
-use super::workers::WorkerState;
 use crate::sweep::{AttemptOutcome, SweepStatus};
 
 /// An f64 stored exactly: a REAL, except NaN, which SQLite would silently turn into NULL

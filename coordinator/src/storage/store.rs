@@ -9,9 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lrsweep_proto::domain::TracePoint;
-use rusqlite::{
-    params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior,
-};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::columns::{one_of, Real};
 use super::workers::{self, WorkerRow, WorkerState};
@@ -487,7 +485,10 @@ impl Store {
     }
 
     /// When the sweep's first attempt started and its last one ended (ms since the epoch).
-    pub fn attempt_span(&self, sweep_id: &str) -> Result<(Option<i64>, Option<i64>), CoordinatorError> {
+    pub fn attempt_span(
+        &self,
+        sweep_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>), CoordinatorError> {
         Ok(self
             .conn
             .prepare_cached(
@@ -861,7 +862,14 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 tables,
-                ["attempts", "points", "sweep_meta", "sweeps", "trials", "workers"]
+                [
+                    "attempts",
+                    "points",
+                    "sweep_meta",
+                    "sweeps",
+                    "trials",
+                    "workers"
+                ]
             );
             store.create_sweep(&sweep_row("s1", "running", 5)).unwrap();
             store.append_points("s1", 0, 1, &points(1..=3)).unwrap();
