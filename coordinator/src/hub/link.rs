@@ -1,6 +1,6 @@
 //! What the hub keeps of each worker, and how messages reach it.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::{CoordinatorMessage, Shutdown};
@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::metrics::Metrics;
+use crate::storage::store::now_ms;
 use crate::storage::{Then, WorkerRow, WorkerState};
 
 /// The open stream to one worker.
@@ -76,10 +77,7 @@ impl WorkerLink {
 
 /// The wall-clock time of `at`, in ms since the epoch: the store's times are read by people.
 fn wall_ms(at: Instant) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    now - at.elapsed().as_millis() as i64
+    now_ms() - at.elapsed().as_millis() as i64
 }
 
 /// Sends `messages` once the event that caused them is committed. If it never will be (the store

@@ -7,13 +7,13 @@ mod render;
 mod watch;
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use eta::{Eta, EtaInput};
 pub use render::render;
 pub use watch::watch;
 
 use crate::search::TrialStatus;
+use crate::storage::store::now_ms;
 use crate::storage::{stored_spec, Store, SweepRow, TrialRow, WorkerRow, WorkerState};
 use crate::sweep::SweepStatus;
 use crate::CoordinatorError;
@@ -173,12 +173,6 @@ pub fn read(store: &Store, sweep_id: Option<&str>) -> Result<Status, Coordinator
 /// Opens `db` for reading only: `status` never writes.
 pub fn open(db: &Path) -> Result<Store, CoordinatorError> {
     Store::open_read_only(db)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

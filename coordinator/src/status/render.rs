@@ -82,10 +82,11 @@ fn eta(eta: &Eta, round: u32, rounds: u32) -> String {
     }
 }
 
-/// `1h 02m`, `3m 05s`, `42s`.
+/// `1h 02m`, `3m 05s`, `42s`, `<1s`.
 fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, 0) => "<1s".to_string(),
         (0, 0, s) => format!("{s}s"),
         (0, m, s) => format!("{m}m {s:02}s"),
         (h, m, _) => format!("{h}h {m:02}m"),
@@ -100,7 +101,7 @@ mod tests {
 
     #[test]
     fn durations_read_at_a_glance() {
-        assert_eq!(duration(0.4), "0s");
+        assert_eq!(duration(0.4), "<1s");
         assert_eq!(duration(42.0), "42s");
         assert_eq!(duration(185.0), "3m 05s");
         assert_eq!(duration(3_720.0), "1h 02m");

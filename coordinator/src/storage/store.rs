@@ -722,7 +722,8 @@ fn to_i64(n: u64) -> Result<i64, CoordinatorError> {
     i64::try_from(n).map_err(|_| CoordinatorError::Storage(format!("{n} does not fit in SQLite")))
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock ms since the epoch, as every time in the store is kept.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -1228,6 +1229,84 @@ mod tests {
         let bad = [batches[0], ("nope", 0, 1, batches[1].3)];
         assert!(store.append_point_batches(&bad).is_err());
         assert_eq!(store.point_count("s1").unwrap(), 0);
+    }
+
+    fn worker(id: &str, state: WorkerState, last_seen_ms: i64) -> WorkerRow {
+        WorkerRow {
+            worker: id.into(),
+            name: format!("{id}-name"),
+            host: "host".into(),
+            slots: 2,
+            state,
+            registered_at_ms: 10,
+            last_seen_ms,
+        }
+    }
+
+    #[test]
+    fn workers_are_upserted_with_how_many_trials_each_runs() {
+        let mut store = store_with(&["s1"]);
+        let workers = |store: &Store| -> Vec<(String, WorkerState, i64, u32)> {
+            store
+                .workers("s1")
+                .unwrap()
+                .into_iter()
+                .map(|(w, busy)| (w.worker, w.state, w.last_seen_ms, busy))
+                .collect()
+        };
+        let mut running = trial_row("s1", 4);
+        running.status = TrialStatus::Running;
+        running.attempt = 1;
+        store.save_trials(&[running]).unwrap();
+        store
+            .commit(
+                "s1",
+                &[Changes {
+                    workers: vec![
+                        worker("w1", WorkerState::Registered, 10),
+                        worker("w2", WorkerState::Connected, 10),
+                    ],
+                    ..started(1, "w1")
+                }],
+            )
+            .unwrap();
+        store
+            .commit(
+                "s1",
+                &[Changes {
+                    workers: vec![worker("w1", WorkerState::Connected, 20)],
+                    ..Changes::default()
+                }],
+            )
+            .unwrap();
+        assert_eq!(
+            workers(&store),
+            [
+                ("w1".into(), WorkerState::Connected, 20, 1),
+                ("w2".into(), WorkerState::Connected, 10, 0)
+            ]
+        );
+        // A new coordinator on the sweep knows none of them.
+        store.disconnect_workers("s1").unwrap();
+        assert!(workers(&store)
+            .iter()
+            .all(|w| w.1 == WorkerState::Disconnected));
+    }
+
+    #[test]
+    fn a_read_only_store_reads_and_never_writes() {
+        let db = TempDb::new("read-only");
+        let message = storage_message(Store::open_read_only(&db.0));
+        assert!(message.contains("no database"), "{message}");
+        drop(Store::open(&db.0).unwrap());
+        let mut writer = Store::open(&db.0).unwrap();
+        writer.create_sweep(&sweep_row("s1", "running", 1)).unwrap();
+        let mut reader = Store::open_read_only(&db.0).unwrap();
+        assert_eq!(reader.latest_sweep().unwrap().unwrap().sweep_id, "s1");
+        assert!(reader.create_sweep(&sweep_row("s2", "running", 2)).is_err());
+        // It sees what the writer commits after it opened.
+        writer.create_sweep(&sweep_row("s3", "running", 3)).unwrap();
+        assert_eq!(reader.latest_sweep().unwrap().unwrap().sweep_id, "s3");
     }
 
     #[test]
