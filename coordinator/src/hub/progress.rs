@@ -188,6 +188,89 @@ fn is_final(status: TrialStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::Command;
+    use lrsweep_proto::domain::TracePoint;
+    use lrsweep_proto::spec::{RungRule, SweepSpec};
+
+    /// Two rounds of 4 and 3 rates on one worker, no rung pruning.
+    fn sweep() -> Sweep {
+        let mut spec = SweepSpec::default();
+        spec.search.min_lr = 1e-3;
+        spec.search.max_lr = 1.0;
+        spec.search.rounds = 2;
+        crate::search::test_support::coarse(&mut spec).candidates_per_round = 3;
+        spec.search.steps = vec![20];
+        spec.search.replicates = 1;
+        spec.search.eval_every = 10;
+        spec.pruning.rule = RungRule::None;
+        let mut sweep = Sweep::new(spec);
+        sweep.add_worker("w1".into(), "alpha".into(), 1);
+        sweep
+    }
+
+    fn trace(lr: f64, to: u64, loss: f64) -> Vec<TracePoint> {
+        (1..=to)
+            .map(|step| TracePoint {
+                step,
+                train_loss: loss,
+                lr,
+                val_loss: (step % 10 == 0).then_some(loss),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rounds_and_metrics_follow_the_sweeps_changes() {
+        let mut sweep = sweep();
+        let metrics = Metrics::new();
+        let mut progress = Progress::new(&sweep, Some(&metrics));
+        let mut commands = sweep.dispatch();
+        let mut finished = 0;
+        while let Some(Command::Assign {
+            worker,
+            assignment: a,
+        }) = commands.pop()
+        {
+            // The first trial diverges at its 5th step; every other one trains its budget.
+            let (to, loss) = if finished == 0 {
+                (5, f64::NAN)
+            } else {
+                (a.steps, 0.5)
+            };
+            commands.extend(
+                sweep
+                    .on_trace(&worker, a.trial_id, a.attempt, &trace(a.lr, to, loss))
+                    .unwrap(),
+            );
+            if finished > 0 {
+                commands.extend(
+                    sweep
+                        .on_completed(&worker, a.trial_id, a.attempt, a.steps)
+                        .unwrap(),
+                );
+            }
+            finished += 1;
+            progress.observe(&sweep, Some(&metrics));
+            sweep.take_changes();
+        }
+        assert!(sweep.is_finished());
+        let first = progress.round(0);
+        assert_eq!((first.done, first.trials, first.diverged), (4, 4, 1));
+        let second = progress.round(1);
+        assert_eq!(second.done, second.trials);
+        let text = metrics.encode();
+        let total = sweep.trials().len();
+        for line in [
+            "lrsweep_trials{status=\"running\"} 0".to_string(),
+            "lrsweep_trials{status=\"queued\"} 0".to_string(),
+            format!("lrsweep_trials{{status=\"completed\"}} {}", total - 1),
+            "lrsweep_trials_finished_total{status=\"pruned\",reason=\"nan\"} 1".to_string(),
+            "lrsweep_round 1".to_string(),
+            format!("lrsweep_trace_points_total {}", 5 + 20 * (total as u64 - 1)),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
 
     #[test]
     fn a_round_counts_each_trial_once_by_how_it_ended() {
