@@ -61,6 +61,9 @@ pub struct Args {
     /// Attempts per trial (failures and lost workers) before it is marked failed.
     #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, env = "LRSWEEP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// `text` or `json` (one JSON object per stderr line).
     #[arg(long, env = "LRSWEEP_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -84,6 +87,15 @@ pub enum Sub {
         /// Directory the plots are written to (created if missing).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Where the latest sweep (or --sweep ID) stands: round, trials, workers, best rate,
+    /// elapsed time and ETA. Reads the database only (read-only), also while the sweep runs.
+    Status {
+        #[arg(long)]
+        sweep: Option<String>,
+        /// On a terminal, redraw every second until the sweep is over; otherwise print once.
+        #[arg(long)]
+        watch: bool,
     },
     /// Ask a coordinator's gRPC health service; exit 0 when it answers SERVING (for Docker's
     /// HEALTHCHECK and exec probes), 1 otherwise.
@@ -116,6 +128,7 @@ impl Args {
             log_format: self.log_format,
             lease: std::time::Duration::from_millis(self.lease_ms.max(100)),
             max_attempts: self.max_attempts.max(1),
+            metrics_listen: self.metrics_listen,
             token: self.token.filter(|t| !t.is_empty()),
             tls: self
                 .tls_cert
@@ -137,6 +150,9 @@ pub fn main() -> ExitCode {
             html.as_deref(),
         )),
         Some(Sub::Plot { sweep, out }) => Some(plot(&args.db, sweep.as_deref(), out)),
+        Some(Sub::Status { sweep, watch }) => {
+            Some(crate::status::watch(&args.db, sweep.as_deref(), *watch).map(|()| String::new()))
+        }
         Some(Sub::Health { .. }) | None => None,
     };
     if let Some(result) = offline {

@@ -10,6 +10,7 @@ use lrsweep_proto::logging::LogFormat;
 use lrsweep_proto::spec::SweepSpec;
 use lrsweep_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn, Instrument};
@@ -17,6 +18,7 @@ use tracing::{info, warn, Instrument};
 use crate::auth::TokenCheck;
 use crate::hub::Hub;
 use crate::local_workers::{reap, spawn_local_workers};
+use crate::metrics::Metrics;
 use crate::report::Report;
 use crate::service::{CoordinatorService, MAX_MESSAGE_BYTES};
 use crate::storage::{load_sweep, Durable, Store, SweepRow};
@@ -48,6 +50,8 @@ pub struct CoordinatorConfig {
     pub lease: Duration,
     /// Attempts per trial before it is marked failed.
     pub max_attempts: u32,
+    /// Serve Prometheus metrics at `/metrics` on this address; None: no metrics at all.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +75,7 @@ fn open_sweep(config: &CoordinatorConfig) -> Result<(String, Sweep, Store), Coor
         }
         let sweep = load_sweep(&store, &row)?;
         store.set_sweep_status(&row.sweep_id, SweepStatus::Running)?;
+        store.disconnect_workers(&row.sweep_id)?;
         info!(
             event = "sweep_resumed",
             sweep = %row.sweep_id,
@@ -127,11 +132,45 @@ async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| CoordinatorError::io("reading bound address", e))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| CoordinatorError::io(format!("binding {at} for metrics"), e))?,
+        ),
+        None => None,
+    };
     sweep.set_max_attempts(config.max_attempts);
-    let (hub, hub_task) = Hub::start(sweep_id.clone(), sweep, durable, config.lease);
+    let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
+    let (hub, hub_task) = Hub::start(
+        sweep_id.clone(),
+        sweep,
+        durable,
+        config.lease,
+        metrics.clone(),
+    );
+    // One signal stops both servers.
+    let (stop_servers, servers_stopped) = watch::channel(false);
+    let stopped = move || {
+        let mut stopped = servers_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let metrics_server = match (metrics_listener, metrics) {
+        (Some(listener), Some(metrics)) => {
+            let at = listener
+                .local_addr()
+                .map_err(|e| CoordinatorError::io("reading the metrics address", e))?;
+            info!(event = "metrics_listening", addr = %at);
+            Some(tokio::spawn(
+                crate::metrics::serve(listener, metrics, stopped()).in_current_span(),
+            ))
+        }
+        _ => None,
+    };
     info!(event = "listening", addr = %addr, report = %config.report_path.display());
 
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     // With an incoming stream of our own, the builder's tcp_nodelay does not apply: without it
     // Nagle holds a small write (a stop order) until the previous one is acknowledged, and the
@@ -147,18 +186,15 @@ async fn serve(
             service,
             TokenCheck::new(config.token.as_deref()),
         ));
-    let stopped = async {
-        let _ = server_stopped.await;
-    };
     let server = match tls {
         Some(acceptor) => tokio::spawn(
             router
-                .serve_with_incoming_shutdown(crate::tls::incoming(incoming, acceptor), stopped)
+                .serve_with_incoming_shutdown(crate::tls::incoming(incoming, acceptor), stopped())
                 .in_current_span(),
         ),
         None => tokio::spawn(
             router
-                .serve_with_incoming_shutdown(incoming, stopped)
+                .serve_with_incoming_shutdown(incoming, stopped())
                 .in_current_span(),
         ),
     };
@@ -180,11 +216,18 @@ async fn serve(
     while hub.connected_workers().await > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = stop_server.send(());
+    stop_servers.send_replace(true);
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(Err(e))) => warn!(event = "server_error", error = %e),
         Err(_) => warn!(event = "server_stop_timed_out"),
         _ => {}
+    }
+    if let Some(metrics_server) = metrics_server {
+        match tokio::time::timeout(DRAIN_TIMEOUT, metrics_server).await {
+            Ok(Ok(Err(e))) => warn!(event = "metrics_server_error", error = %e),
+            Err(_) => warn!(event = "metrics_server_stop_timed_out"),
+            _ => {}
+        }
     }
     for child in &mut children {
         reap(child).await;

@@ -2,6 +2,7 @@
 //! and streams the hub's orders back.
 
 use std::pin::Pin;
+use std::time::Instant;
 
 use lrsweep_proto::domain::TracePoint;
 use lrsweep_proto::v1::coordinator_server::Coordinator;
@@ -68,6 +69,7 @@ fn decode(message: WorkerMessage) -> Result<WorkerEvent, CoordinatorError> {
                 )));
             }
             WorkerEvent::Trace {
+                received: Instant::now(),
                 trial: batch.trial_id,
                 attempt: batch.attempt,
                 points: batch

@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod local;
 pub mod privileged;
 pub mod sweep_check;
+pub mod scripted;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! and the hub waits only on the store's queue, never blocking a runtime thread.
 
 mod link;
+mod progress;
 mod state;
 
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use tracing::Instrument;
 pub use link::Outbox;
 pub use state::HEARTBEAT_INTERVAL_MS;
 
+use crate::metrics::Metrics;
 use crate::storage::Durable;
 use crate::sweep::Sweep;
 use crate::CoordinatorError;
@@ -36,6 +38,8 @@ pub enum WorkerEvent {
         trial: TrialId,
         attempt: u32,
         points: Vec<TracePoint>,
+        /// When the service read it off the stream.
+        received: Instant,
     },
     Completed {
         trial: TrialId,
@@ -96,17 +100,18 @@ pub struct Hub {
 impl Hub {
     /// Starts the hub's task. It saves the sweep's initial state at once (a crash right after
     /// start loses nothing), expires leases every `lease / 4`, and on `close` hands back the
-    /// sweep and its store.
+    /// sweep and its store. With `metrics`, it keeps them up to date.
     pub fn start(
         sweep_id: String,
         sweep: Sweep,
         durable: Durable,
         lease: Duration,
+        metrics: Option<Metrics>,
     ) -> (Hub, JoinHandle<(Sweep, Durable)>) {
         let (events, mut inbox) = mpsc::channel(QUEUED_EVENTS);
         let (done_tx, done) = watch::channel(false);
         let span = tracing::info_span!("hub", sweep = %sweep_id);
-        let mut state = HubState::new(sweep_id, sweep, durable, lease, done_tx);
+        let mut state = HubState::new(sweep_id, sweep, durable, lease, done_tx, metrics);
         let task = tokio::spawn(
             async move {
                 state.flush().await;
@@ -120,6 +125,7 @@ impl Hub {
                             }
                             for event in batch.drain(..) {
                                 if matches!(event, Event::Close) {
+                                    state.disconnect_all();
                                     state.flush().await;
                                     break 'serve;
                                 }

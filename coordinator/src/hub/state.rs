@@ -12,14 +12,20 @@ use tokio::sync::watch;
 use tonic::Status;
 use tracing::{info, warn};
 
-use super::link::{deliver, shutdown_message, Outbox, WorkerLink};
+use super::link::{deliver, shutdown_message, Outbox, Outgoing, WorkerLink};
+use super::progress::Progress;
 use super::WorkerEvent;
-use crate::storage::Durable;
+use crate::metrics::Metrics;
+use crate::storage::{Durable, WorkerState};
 use crate::sweep::{Command, Sweep, WorkerId};
 use crate::CoordinatorError;
 
 /// How often a worker sends a heartbeat while it has nothing else to say.
 pub const HEARTBEAT_INTERVAL_MS: u32 = 2_000;
+
+/// A worker's last-seen time is written when it moved this much since the last write: `status`
+/// shows it to the second, and a row per message would cost a write per trace batch.
+const LAST_SEEN_RESOLUTION: Duration = Duration::from_secs(1);
 
 pub(super) struct HubState {
     pub(super) sweep_id: String,
@@ -35,7 +41,12 @@ pub(super) struct HubState {
     done: watch::Sender<bool>,
     /// Messages decided since the last `flush`, in order: they go out once what caused them is
     /// committed.
-    outgoing: Vec<(Outbox, CoordinatorMessage)>,
+    outgoing: Vec<Outgoing>,
+    /// When the trace batch being decided arrived: its stop orders' latency runs from there.
+    trigger: Option<Instant>,
+    progress: Progress,
+    /// None when metrics are off: nothing is counted.
+    metrics: Option<Metrics>,
 }
 
 impl HubState {
@@ -45,8 +56,12 @@ impl HubState {
         durable: Durable,
         lease: Duration,
         done: watch::Sender<bool>,
+        metrics: Option<Metrics>,
     ) -> HubState {
         HubState {
+            progress: Progress::new(&sweep, metrics.as_ref()),
+            metrics,
+            trigger: None,
             sweep_id,
             sweep,
             durable,
@@ -91,12 +106,54 @@ impl HubState {
         for id in expired {
             if let Some(link) = self.workers.remove(&id) {
                 warn!(event = "lease_expired", worker = %id, name = %link.name, connected = link.outbox.is_some());
+                self.record_gone(&id, &link, WorkerState::Lost);
                 if let Some((_, outbox)) = link.outbox {
                     let _ = outbox.send(Err(Status::unavailable("lease expired")));
                 }
             }
             let commands = self.sweep.remove_worker(&id, "lease expired");
             self.apply(commands);
+        }
+        // Heartbeats only move `last_seen`: written here, at most once a resolution.
+        let seen: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.last_seen.duration_since(w.recorded_seen) >= LAST_SEEN_RESOLUTION)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in seen {
+            self.record_worker(&id);
+        }
+    }
+
+    /// Queues the row of a worker the hub holds, as it stands, for the store.
+    fn record_worker(&mut self, id: &str) {
+        if let Some(link) = self.workers.get_mut(id) {
+            link.recorded_seen = link.last_seen;
+            self.durable.record_worker(link.row(id, link.state()));
+        }
+        self.count_connected();
+    }
+
+    /// Queues the last row of a worker the hub let go.
+    fn record_gone(&mut self, id: &str, link: &WorkerLink, state: WorkerState) {
+        self.durable.record_worker(link.row(id, state));
+        self.count_connected();
+    }
+
+    fn count_connected(&self) {
+        if let Some(m) = &self.metrics {
+            m.set_workers_connected(self.workers.values().filter(|w| w.outbox.is_some()).count());
+        }
+    }
+
+    /// The coordinator stops: no stream stays open.
+    pub(super) fn disconnect_all(&mut self) {
+        let ids: Vec<WorkerId> = self.workers.keys().cloned().collect();
+        for id in ids {
+            if let Some(link) = self.workers.remove(&id) {
+                self.record_gone(&id, &link, WorkerState::Disconnected);
+            }
         }
     }
 
@@ -112,12 +169,13 @@ impl HubState {
         if self.durable.failure().is_some() && !self.sweep.is_finished() {
             self.sweep.finish_early();
         }
-        let mut messages: Vec<(Outbox, CoordinatorMessage)> = commands
+        let trigger = self.trigger;
+        let mut messages: Vec<Outgoing> = commands
             .iter()
             .filter_map(|command| {
-                let (worker, kind) = match command {
+                let (worker, kind, received) = match command {
                     Command::Assign { worker, assignment } => {
-                        (worker, Down::Assign(assignment.as_ref().into()))
+                        (worker, Down::Assign(assignment.as_ref().into()), None)
                     }
                     Command::Stop {
                         worker,
@@ -133,12 +191,17 @@ impl HubState {
                             kind: lrsweep_proto::v1::StopKind::from(*kind).into(),
                             reason: reason.to_string(),
                         }),
+                        trigger,
                     ),
                 };
                 // A worker that is away gets no assignments, and learns of a stop when it comes
                 // back (that trial is not resumed).
                 let (_, outbox) = self.workers.get(worker)?.outbox.as_ref()?;
-                Some((outbox.clone(), CoordinatorMessage { kind: Some(kind) }))
+                Some((
+                    outbox.clone(),
+                    CoordinatorMessage { kind: Some(kind) },
+                    received,
+                ))
             })
             .collect();
         if self.sweep.is_finished() {
@@ -150,12 +213,14 @@ impl HubState {
     /// Hands everything decided since the last flush to the store's writer; the messages go out
     /// once it is committed. One flush per batch of events: one queue entry, not one per event.
     pub(super) async fn flush(&mut self) {
+        self.progress.observe(&self.sweep, self.metrics.as_ref());
         let messages = std::mem::take(&mut self.outgoing);
-        self.durable.sync(&mut self.sweep, deliver(messages)).await;
+        let then = deliver(messages, self.metrics.clone());
+        self.durable.sync(&mut self.sweep, then).await;
     }
 
     /// A Shutdown for every connected worker; the sweep is done from here on.
-    fn shutdown_messages(&mut self, reason: &str) -> Vec<(Outbox, CoordinatorMessage)> {
+    fn shutdown_messages(&mut self, reason: &str) -> Vec<Outgoing> {
         if !self.shutdown_sent {
             self.shutdown_sent = true;
             info!(
@@ -168,7 +233,7 @@ impl HubState {
         self.workers
             .values()
             .filter_map(|w| w.outbox.as_ref())
-            .map(|(_, outbox)| (outbox.clone(), shutdown_message(reason)))
+            .map(|(_, outbox)| (outbox.clone(), shutdown_message(reason), None))
             .collect()
     }
 
@@ -193,6 +258,7 @@ impl HubState {
                 if let Some(link) = self.workers.get_mut(&id) {
                     link.last_seen = Instant::now();
                 }
+                self.record_worker(&id);
                 (id, kept)
             }
             None => {
@@ -201,15 +267,9 @@ impl HubState {
                 info!(event = "worker_registered", worker = %id, name, host = %r.host, slots = r.slots);
                 self.workers.insert(
                     id.clone(),
-                    WorkerLink {
-                        instance: r.instance.clone(),
-                        name: name.to_string(),
-                        slots: r.slots,
-                        outbox: None,
-                        last_seen: Instant::now(),
-                        joined: false,
-                    },
+                    WorkerLink::new(&r.instance, name, &r.host, r.slots),
                 );
+                self.record_worker(&id);
                 (id, Vec::new())
             }
         };
@@ -244,7 +304,9 @@ impl HubState {
         if self.shutdown_sent {
             // Too late for work: told at once, and nothing more to wait for.
             let _ = outbox.send(Ok(shutdown_message("sweep finished")));
-            self.workers.remove(worker);
+            if let Some(link) = self.workers.remove(worker) {
+                self.record_gone(worker, &link, WorkerState::Left);
+            }
             return Ok(session);
         }
         let Some(link) = self.workers.get_mut(worker) else {
@@ -260,6 +322,7 @@ impl HubState {
             info!(event = "worker_connected", worker, name = %name, slots);
             self.sweep.add_worker(worker.to_string(), name, slots);
         }
+        self.record_worker(worker);
         let commands = self.sweep.dispatch();
         self.apply(commands);
         Ok(session)
@@ -272,6 +335,7 @@ impl HubState {
                 link.outbox = None;
                 link.last_seen = Instant::now();
                 self.sweep.set_available(worker, false);
+                self.record_worker(worker);
             }
         }
     }
@@ -297,6 +361,7 @@ impl HubState {
                         let _ = outbox.send(Err(e.into()));
                     }
                     self.sweep.set_available(worker, false);
+                    self.record_worker(worker);
                 }
             }
         }
@@ -316,7 +381,12 @@ impl HubState {
                 trial,
                 attempt,
                 points,
-            } => self.sweep.on_trace(worker, trial, attempt, &points)?,
+                received,
+            } => {
+                // Only a trace batch leads to stop orders.
+                self.trigger = Some(received);
+                self.sweep.on_trace(worker, trial, attempt, &points)?
+            }
             WorkerEvent::Completed {
                 trial,
                 attempt,
@@ -333,11 +403,14 @@ impl HubState {
             WorkerEvent::Heartbeat => Vec::new(),
             WorkerEvent::Leaving { reason } => {
                 info!(event = "worker_leaving", worker, reason = %reason);
-                self.workers.remove(worker);
+                if let Some(link) = self.workers.remove(worker) {
+                    self.record_gone(worker, &link, WorkerState::Left);
+                }
                 self.sweep.remove_worker(worker, "left")
             }
         };
         self.apply(commands);
+        self.trigger = None;
         Ok(())
     }
 }

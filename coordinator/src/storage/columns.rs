@@ -4,6 +4,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::ToSql;
 
+use super::workers::WorkerState;
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 use crate::sweep::{AttemptOutcome, SweepStatus};
@@ -94,6 +95,7 @@ named_column!(TrialStatus, TrialStatus::ALL);
 named_column!(PruneReason, PruneReason::ALL);
 named_column!(AttemptOutcome, AttemptOutcome::ALL);
 named_column!(SweepStatus, SweepStatus::ALL);
+named_column!(WorkerState, WorkerState::ALL);
 
 #[cfg(test)]
 mod tests {
@@ -116,6 +118,7 @@ mod tests {
         round_trips::<PruneReason>();
         round_trips::<AttemptOutcome>();
         round_trips::<SweepStatus>();
+        round_trips::<WorkerState>();
         assert_eq!(
             one_of::<SweepStatus>("status"),
             "status IN ('running', 'completed', 'interrupted')"

@@ -15,6 +15,7 @@ use tokio::sync::mpsc as queue;
 use tracing::{error, info, warn, Span};
 
 use super::store::{Changes, Checkpointer, Store, SweepRow, TrialRow};
+use super::workers::WorkerRow;
 use crate::sweep::{Change, Sweep, SweepStatus, Trial, TrialRecord};
 use crate::CoordinatorError;
 
@@ -58,6 +59,8 @@ pub struct Durable {
     /// Dropping the sender stops the checkpoints; None for an in-memory store.
     checkpoints: Option<(Sender<()>, JoinHandle<()>)>,
     shared: Arc<Shared>,
+    /// Worker rows recorded since the last `sync`, written with the sweep's next changes.
+    workers: Vec<WorkerRow>,
 }
 
 /// What the writer thread tells the hub.
@@ -101,6 +104,7 @@ impl Durable {
             writer: Some((jobs, thread)),
             checkpoints,
             shared,
+            workers: Vec::new(),
         })
     }
 
@@ -127,7 +131,8 @@ impl Durable {
     /// a thread) while the writer's queue is full.
     pub async fn sync(&mut self, sweep: &mut Sweep, then: Option<Then>) {
         let changed = sweep.take_changes();
-        let changes = rows(&self.sweep_id, sweep, changed);
+        let mut changes = rows(&self.sweep_id, sweep, changed);
+        changes.workers = std::mem::take(&mut self.workers);
         if changes.is_empty() && then.is_none() {
             return;
         }
@@ -142,6 +147,11 @@ impl Durable {
             ));
             (job.then)(false);
         }
+    }
+
+    /// Queues a worker's row for the next `sync`.
+    pub fn record_worker(&mut self, row: WorkerRow) {
+        self.workers.push(row);
     }
 
     /// Waits for everything queued to be written and stops the writer; returns its store.

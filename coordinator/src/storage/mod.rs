@@ -4,6 +4,8 @@
 mod columns;
 pub mod durable;
 pub mod store;
+mod workers;
 
 pub use durable::{load_sweep, stored_spec, Durable, Then};
 pub use store::{Changes, Store, SweepRow, TrialRow};
+pub use workers::{WorkerRow, WorkerState};

@@ -9,16 +9,17 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lrsweep_proto::domain::TracePoint;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::columns::{one_of, Real};
+use super::workers::{self, WorkerRow, WorkerState};
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 use crate::sweep::{AttemptOutcome, SweepStatus};
 use crate::CoordinatorError;
 
 /// Bumped on every change to `SCHEMA`; a file of another version is refused, not migrated.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of an lrsweep database ("lrsw"), so that another program's SQLite file
 /// is refused even if its user_version happens to match.
@@ -43,6 +44,7 @@ fn schema() -> String {
     let trial_status = one_of::<TrialStatus>("status");
     let prune_reason = one_of::<PruneReason>("prune_reason");
     let outcome = one_of::<AttemptOutcome>("outcome");
+    let worker_state = one_of::<WorkerState>("state");
     format!(
         "
 CREATE TABLE sweeps (
@@ -91,6 +93,17 @@ CREATE TABLE points (
     lr         NOT NULL CHECK (typeof(lr) = 'real' OR lr = 'NaN'),
     val_loss   CHECK (typeof(val_loss) IN ('real', 'null') OR val_loss = 'NaN'),
     PRIMARY KEY (sweep, trial, attempt, step)
+) WITHOUT ROWID;
+CREATE TABLE workers (
+    sweep            INTEGER NOT NULL REFERENCES sweeps (id),
+    worker           TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    host             TEXT    NOT NULL,
+    slots            INTEGER NOT NULL,
+    state            TEXT    NOT NULL CHECK ({worker_state}),
+    registered_at_ms INTEGER NOT NULL,
+    last_seen_ms     INTEGER NOT NULL,
+    PRIMARY KEY (sweep, worker)
 ) WITHOUT ROWID;
 CREATE TABLE sweep_meta (
     sweep INTEGER NOT NULL REFERENCES sweeps (id),
@@ -145,6 +158,8 @@ pub struct Changes {
     pub points: Vec<(u64, u32, Vec<TracePoint>)>,
     /// (trial, attempt, outcome, error) of attempts that ended.
     pub ended: Vec<(u64, u32, AttemptOutcome, Option<String>)>,
+    /// Workers that registered, connected, hung up, left or were last heard from.
+    pub workers: Vec<WorkerRow>,
 }
 
 impl Changes {
@@ -153,6 +168,7 @@ impl Changes {
             && self.trials.is_empty()
             && self.points.is_empty()
             && self.ended.is_empty()
+            && self.workers.is_empty()
     }
 }
 
@@ -181,6 +197,24 @@ impl Store {
         let other = Store::open(Path::new(path))?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Some(Checkpointer { conn: other.conn }))
+    }
+
+    /// Opens an existing database for reading only (`status`): it never writes, not even the
+    /// schema of an empty file, and reads alongside a running coordinator through the WAL.
+    pub fn open_read_only(path: &Path) -> Result<Store, CoordinatorError> {
+        let name = path.display().to_string();
+        if !path.is_file() {
+            return Err(CoordinatorError::Storage(format!("no database at {name}")));
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| CoordinatorError::Storage(format!("{name}: cannot open: {e}")))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        if check_identity(&conn, &name)? {
+            return Err(CoordinatorError::Storage(format!(
+                "{name}: not an lrsweep database (empty)"
+            )));
+        }
+        Ok(Store { conn })
     }
 
     pub fn open_in_memory() -> Result<Store, CoordinatorError> {
@@ -347,6 +381,7 @@ impl Store {
             for (trial, attempt, outcome, error) in &c.ended {
                 end_attempt(&tx, sweep_id, *trial, *attempt, *outcome, error.as_deref())?;
             }
+            workers::upsert_workers(&tx, sweep_id, &c.workers)?;
         }
         tx.commit()?;
         Ok(())
@@ -439,6 +474,30 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// The sweep's workers, each with how many trials it runs now.
+    pub fn workers(&self, sweep_id: &str) -> Result<Vec<(WorkerRow, u32)>, CoordinatorError> {
+        workers::workers(&self.conn, sweep_id)
+    }
+
+    /// Marks the workers a previous coordinator left connected as disconnected.
+    pub fn disconnect_workers(&mut self, sweep_id: &str) -> Result<(), CoordinatorError> {
+        workers::disconnect_all(&self.conn, sweep_id)
+    }
+
+    /// When the sweep's first attempt started and its last one ended (ms since the epoch).
+    pub fn attempt_span(
+        &self,
+        sweep_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>), CoordinatorError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(started_at_ms), max(ended_at_ms) FROM attempts
+                 WHERE sweep = (SELECT id FROM sweeps WHERE sweep_id = ?1)",
+            )?
+            .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
     /// Stores an opaque value (e.g. JSON of the strategy report) under `key` for the sweep,
     /// replacing any earlier one.
     pub fn put_meta(
@@ -512,7 +571,7 @@ fn check_identity(conn: &Connection, name: &str) -> Result<bool, CoordinatorErro
     }
 }
 
-fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError> {
+pub(super) fn sweep_key(conn: &Connection, sweep_id: &str) -> Result<i64, CoordinatorError> {
     conn.prepare_cached("SELECT id FROM sweeps WHERE sweep_id = ?1")?
         .query_row([sweep_id], |r| r.get(0))
         .optional()?
@@ -663,7 +722,8 @@ fn to_i64(n: u64) -> Result<i64, CoordinatorError> {
     i64::try_from(n).map_err(|_| CoordinatorError::Storage(format!("{n} does not fit in SQLite")))
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock ms since the epoch, as every time in the store is kept.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -803,7 +863,14 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 tables,
-                ["attempts", "points", "sweep_meta", "sweeps", "trials"]
+                [
+                    "attempts",
+                    "points",
+                    "sweep_meta",
+                    "sweeps",
+                    "trials",
+                    "workers"
+                ]
             );
             store.create_sweep(&sweep_row("s1", "running", 5)).unwrap();
             store.append_points("s1", 0, 1, &points(1..=3)).unwrap();
@@ -1162,6 +1229,84 @@ mod tests {
         let bad = [batches[0], ("nope", 0, 1, batches[1].3)];
         assert!(store.append_point_batches(&bad).is_err());
         assert_eq!(store.point_count("s1").unwrap(), 0);
+    }
+
+    fn worker(id: &str, state: WorkerState, last_seen_ms: i64) -> WorkerRow {
+        WorkerRow {
+            worker: id.into(),
+            name: format!("{id}-name"),
+            host: "host".into(),
+            slots: 2,
+            state,
+            registered_at_ms: 10,
+            last_seen_ms,
+        }
+    }
+
+    #[test]
+    fn workers_are_upserted_with_how_many_trials_each_runs() {
+        let mut store = store_with(&["s1"]);
+        let workers = |store: &Store| -> Vec<(String, WorkerState, i64, u32)> {
+            store
+                .workers("s1")
+                .unwrap()
+                .into_iter()
+                .map(|(w, busy)| (w.worker, w.state, w.last_seen_ms, busy))
+                .collect()
+        };
+        let mut running = trial_row("s1", 4);
+        running.status = TrialStatus::Running;
+        running.attempt = 1;
+        store.save_trials(&[running]).unwrap();
+        store
+            .commit(
+                "s1",
+                &[Changes {
+                    workers: vec![
+                        worker("w1", WorkerState::Registered, 10),
+                        worker("w2", WorkerState::Connected, 10),
+                    ],
+                    ..started(1, "w1")
+                }],
+            )
+            .unwrap();
+        store
+            .commit(
+                "s1",
+                &[Changes {
+                    workers: vec![worker("w1", WorkerState::Connected, 20)],
+                    ..Changes::default()
+                }],
+            )
+            .unwrap();
+        assert_eq!(
+            workers(&store),
+            [
+                ("w1".into(), WorkerState::Connected, 20, 1),
+                ("w2".into(), WorkerState::Connected, 10, 0)
+            ]
+        );
+        // A new coordinator on the sweep knows none of them.
+        store.disconnect_workers("s1").unwrap();
+        assert!(workers(&store)
+            .iter()
+            .all(|w| w.1 == WorkerState::Disconnected));
+    }
+
+    #[test]
+    fn a_read_only_store_reads_and_never_writes() {
+        let db = TempDb::new("read-only");
+        let message = storage_message(Store::open_read_only(&db.0));
+        assert!(message.contains("no database"), "{message}");
+        drop(Store::open(&db.0).unwrap());
+        let mut writer = Store::open(&db.0).unwrap();
+        writer.create_sweep(&sweep_row("s1", "running", 1)).unwrap();
+        let mut reader = Store::open_read_only(&db.0).unwrap();
+        assert_eq!(reader.latest_sweep().unwrap().unwrap().sweep_id, "s1");
+        assert!(reader.create_sweep(&sweep_row("s2", "running", 2)).is_err());
+        // It sees what the writer commits after it opened.
+        writer.create_sweep(&sweep_row("s3", "running", 3)).unwrap();
+        assert_eq!(reader.latest_sweep().unwrap().unwrap().sweep_id, "s3");
     }
 
     #[test]

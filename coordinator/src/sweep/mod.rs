@@ -104,6 +104,11 @@ impl Sweep {
         }
     }
 
+    /// What changed since the last `take_changes`, in the order decided.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
     /// What changed since the last call, in the order decided, for the durable store to write.
     pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)

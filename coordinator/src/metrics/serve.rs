@@ -1,0 +1,34 @@
+//! `/metrics` over HTTP on a port of its own, beside the gRPC server: a scrape never queues
+//! behind workers' streams, and the gRPC port keeps its token check.
+
+use std::future::Future;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use super::Metrics;
+
+/// What Prometheus asks for and parses: the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves `/metrics` on `listener` until `stop` completes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, OPENMETRICS)], metrics.encode())
+}
