@@ -165,6 +165,21 @@ impl Proc {
         }
     }
 
+    /// Asserts that the process exited with `code` (README's exit-code table) and that nothing
+    /// panicked on the way (a panic in a task need not change the code).
+    pub fn assert_exit(&self, status: ExitStatus, code: i32) {
+        let panicked: Vec<_> = self
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.to_string().contains("panicked"))
+            .cloned()
+            .collect();
+        assert!(panicked.is_empty(), "a panic: {panicked:#?}");
+        assert_eq!(status.code(), Some(code), "{status}: {:#?}", self.tail(10));
+    }
+
     pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
         self.logs
             .lock()
@@ -213,6 +228,29 @@ pub fn start_coordinator_on(bin: &str, listen: &str, args: &[&str]) -> (Proc, St
         "coordinator never logged `listening` (exit: {status:?}): {:#?}",
         proc.tail(20)
     );
+}
+
+/// Waits until the coordinator's database at `db` holds at least `at_least` trace points: the
+/// event "the worker's trace reached the coordinator and was stored", which no log line marks
+/// per batch. Reads through a read-only connection, as a second process may (WAL).
+pub fn wait_for_stored_points(db: &str, at_least: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let count = || -> rusqlite::Result<i64> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT COUNT(*) FROM points", [], |row| row.get(0))
+    };
+    loop {
+        let last = count();
+        if matches!(last, Ok(n) if n >= at_least) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{db}: fewer than {at_least} points stored within {timeout:?} (last: {last:?})"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A loopback address with a port that was free a moment ago: for a process that must listen
