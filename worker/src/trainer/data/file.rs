@@ -94,7 +94,6 @@ mod tests {
 
     #[test]
     fn text_must_be_utf8_and_the_error_names_the_line() {
-        let dir = TempDir::new("text");
         let error = text(b"a,label\n1,0\n\xe9,1\n".to_vec(), "l.csv");
         assert_eq!(data_error_at(error), ("l.csv".to_string(), 3));
     }
