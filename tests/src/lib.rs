@@ -64,9 +64,21 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `--log-format json`; stdout is piped for `wait_output`.
     pub fn spawn(bin: &str, args: &[&str]) -> (Proc, mpsc::Receiver<serde_json::Value>) {
+        let mut all = args.to_vec();
+        all.extend(["--log-format", "json"]);
+        Proc::spawn_env(bin, &all, &[])
+    }
+
+    /// Starts `bin` with exactly `args` and the variables `env` added to this process's
+    /// environment (tests of the `LRSWEEP_*` variables give the log format there).
+    pub fn spawn_env(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Proc, mpsc::Receiver<serde_json::Value>) {
         let mut child = Command::new(bin)
             .args(args)
-            .args(["--log-format", "json"])
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
