@@ -523,11 +523,12 @@ mod tests {
             })
             .unwrap();
         drop(store);
-        // A disk that fills up at the eleventh point: that write fails, the ones before do not.
+        // A disk that fails the write of the eleventh point, and only that one: a writer that went
+        // on after the failure would store the later points.
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "CREATE TRIGGER full BEFORE INSERT ON points WHEN NEW.step > 10 \
+                "CREATE TRIGGER full BEFORE INSERT ON points WHEN NEW.step = 11 \
                  BEGIN SELECT RAISE(ABORT, 'disk full'); END",
             )
             .unwrap();
