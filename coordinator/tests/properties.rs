@@ -439,9 +439,8 @@ fn valid_spec_document() -> impl Strategy<Value = String> {
                 toml_float(validation)
             )
         });
-    (search, prop::option::of(pruning), prop::option::of(trainer)).prop_map(|(s, p, t)| {
-        format!("{s}{}{}", p.unwrap_or_default(), t.unwrap_or_default())
-    })
+    (search, prop::option::of(pruning), prop::option::of(trainer))
+        .prop_map(|(s, p, t)| format!("{s}{}{}", p.unwrap_or_default(), t.unwrap_or_default()))
 }
 
 proptest! {

@@ -9,14 +9,19 @@ use std::path::Path;
 use lrsweep_coordinator::service::{check_register, decode};
 use lrsweep_proto::domain::{DatasetSpec, Task, TrainerConfig, TrialAssignment};
 use lrsweep_proto::spec::SweepSpec;
-use lrsweep_proto::v1::{self, coordinator_message, CoordinatorMessage, RegisterRequest, WorkerMessage};
+use lrsweep_proto::v1::{
+    self, coordinator_message, CoordinatorMessage, RegisterRequest, WorkerMessage,
+};
 use lrsweep_worker::command::trace_line;
 use lrsweep_worker::error::WorkerError;
 use lrsweep_worker::trainer::PreparedData;
 use prost::Message;
 
+/// An entry point: arbitrary bytes in, a panic only for a broken promise.
+pub type Target = fn(&[u8]);
+
 /// The targets by name: fuzz/fuzz_targets/<name>.rs and the corpus folder fuzz/corpus/<name>/.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("spec", spec),
     ("register", register),
     ("worker_message", worker_message),

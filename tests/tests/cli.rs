@@ -65,7 +65,10 @@ fn every_documented_variable_takes_effect_without_its_flag() {
     let (code, text) = run(
         WORKER,
         &[],
-        &[("LRSWEEP_COORDINATOR", &url), ("LRSWEEP_GIVE_UP_AFTER", "30s")],
+        &[
+            ("LRSWEEP_COORDINATOR", &url),
+            ("LRSWEEP_GIVE_UP_AFTER", "30s"),
+        ],
     );
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("token"), "{text}");
@@ -132,7 +135,10 @@ fn every_documented_variable_takes_effect_without_its_flag() {
     }
     for (env, code, needle) in [
         (
-            vec![("LRSWEEP_CA", nowhere), ("LRSWEEP_COORDINATOR", "https://127.0.0.1:1")],
+            vec![
+                ("LRSWEEP_CA", nowhere),
+                ("LRSWEEP_COORDINATOR", "https://127.0.0.1:1"),
+            ],
             1,
             nowhere,
         ),
@@ -179,7 +185,11 @@ fn report_with_sweep_rebuilds_that_sweep_not_the_latest() {
     assert_ne!(ids[0], ids[1]);
     let out = setup.path("rebuilt.json");
     let out_arg = out.to_str().unwrap();
-    for (sweep, budget) in [(Some(ids[0].as_str()), 11), (Some(ids[1].as_str()), 13), (None, 13)] {
+    for (sweep, budget) in [
+        (Some(ids[0].as_str()), 11),
+        (Some(ids[1].as_str()), 13),
+        (None, 13),
+    ] {
         let mut args = vec!["report", "--db", &setup.db, "--report", out_arg];
         args.extend(sweep.iter().flat_map(|id| ["--sweep", *id]));
         let (code, text) = run(COORDINATOR, &args, &[]);
@@ -187,11 +197,22 @@ fn report_with_sweep_rebuilds_that_sweep_not_the_latest() {
         let rebuilt = read_json(&out);
         assert_eq!(sweep_of(&rebuilt), sweep.unwrap_or(&ids[1]), "{args:?}");
         let trials = rebuilt["trials"].as_array().unwrap();
-        assert!(trials.iter().all(|t| t["budget"] == budget), "{args:?}: {trials:#?}");
+        assert!(
+            trials.iter().all(|t| t["budget"] == budget),
+            "{args:?}: {trials:#?}"
+        );
     }
     let (code, text) = run(
         COORDINATOR,
-        &["report", "--db", &setup.db, "--report", out_arg, "--sweep", "no-such-sweep"],
+        &[
+            "report",
+            "--db",
+            &setup.db,
+            "--report",
+            out_arg,
+            "--sweep",
+            "no-such-sweep",
+        ],
         &[],
     );
     assert_eq!(code, Some(1), "{text}");

@@ -82,7 +82,10 @@ fn a_worker_with_three_slots_trains_three_trials_at_once() {
     let setup = Setup::new("slots", &SLOW.replace("STEPS", "200"));
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let url = format!("http://{addr}");
-    let (mut worker, _) = Proc::spawn(WORKER, &["--coordinator", &url, "--name", "wide", "--slots", "3"]);
+    let (mut worker, _) = Proc::spawn(
+        WORKER,
+        &["--coordinator", &url, "--name", "wide", "--slots", "3"],
+    );
     let (status, _) = coordinator.wait_output(Duration::from_secs(300));
     coordinator.assert_exit(status, 0);
     let (status, _) = worker.wait_output(Duration::from_secs(30));
@@ -103,7 +106,11 @@ fn a_worker_with_three_slots_trains_three_trials_at_once() {
     assert_eq!(started_before, 3, "{:#?}", &log[..first_finish]);
     let all = trials(&setup);
     assert_eq!(all.len(), 3);
-    assert!(all.iter().all(|t| t["status"] == "completed" && t["worker"] == "wide"), "{all:#?}");
+    assert!(
+        all.iter()
+            .all(|t| t["status"] == "completed" && t["worker"] == "wide"),
+        "{all:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +118,9 @@ async fn a_connected_worker_that_goes_silent_loses_its_trial_at_the_lease() {
     let setup = Setup::new("silent", &SLOW.replace("STEPS", "100"));
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--lease-ms", "1000"]);
     // A worker that registers, takes a trial and then says nothing, its stream left open.
-    let mut client = CoordinatorClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = CoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let worker_id = client
         .register(RegisterRequest {
             name: "mute".into(),
@@ -156,13 +165,13 @@ async fn a_connected_worker_that_goes_silent_loses_its_trial_at_the_lease() {
     let status = ended.expect_err("ended with a status");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("lease"), "{status:?}");
-    let expired = tokio::task::block_in_place(|| {
-        coordinator.wait_for_event("lease_expired", WAIT, |_| true)
-    });
+    let expired =
+        tokio::task::block_in_place(|| coordinator.wait_for_event("lease_expired", WAIT, |_| true));
     assert_eq!(expired["connected"], true, "{expired}");
 
     let mut real = start_worker(WORKER, &addr, "real");
-    let (status, _) = tokio::task::block_in_place(|| coordinator.wait_output(Duration::from_secs(300)));
+    let (status, _) =
+        tokio::task::block_in_place(|| coordinator.wait_output(Duration::from_secs(300)));
     coordinator.assert_exit(status, 0);
     let (status, _) = tokio::task::block_in_place(|| real.wait_output(Duration::from_secs(30)));
     real.assert_exit(status, 0);
@@ -170,7 +179,9 @@ async fn a_connected_worker_that_goes_silent_loses_its_trial_at_the_lease() {
     // kept its own.
     let expired = coordinator.events("lease_expired");
     assert!(
-        expired.iter().all(|e| e["name"] == "mute" || e["connected"] == false),
+        expired
+            .iter()
+            .all(|e| e["name"] == "mute" || e["connected"] == false),
         "{expired:#?}"
     );
     drop(tx);

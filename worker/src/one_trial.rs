@@ -479,7 +479,9 @@ mod tests {
         let steps: Vec<u64> = points.iter().map(|l| l["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, (1..=outcome.steps).collect::<Vec<_>>());
         let finite = |l: &serde_json::Value| {
-            ["train_loss", "val_loss"].iter().all(|k| l[k].as_f64().is_some_and(f64::is_finite))
+            ["train_loss", "val_loss"]
+                .iter()
+                .all(|k| l[k].as_f64().is_some_and(f64::is_finite))
         };
         let (last_point, before) = points.split_last().unwrap();
         assert!(!finite(last_point), "{last_point}");

@@ -508,10 +508,8 @@ mod tests {
     #[test]
     fn after_a_failed_write_nothing_more_is_written_or_confirmed() {
         let spec = spec();
-        let path = std::env::temp_dir().join(format!(
-            "lrsweep-durable-failed-{}.db",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("lrsweep-durable-failed-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let mut store = Store::open(&path).unwrap();
         store
@@ -548,7 +546,10 @@ mod tests {
         let answered = |n: usize| {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while log.lock().unwrap().len() < n {
-                assert!(std::time::Instant::now() < deadline, "event {n} never answered");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "event {n} never answered"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         };
@@ -557,7 +558,12 @@ mod tests {
         for (event, steps) in [(2, 1..=10), (3, 11..=20), (4, 21..=30)] {
             let (from, to) = steps.into_inner();
             sweep
-                .on_trace(&worker, a.trial_id, a.attempt, &points(a.lr, from, to, a.steps))
+                .on_trace(
+                    &worker,
+                    a.trial_id,
+                    a.attempt,
+                    &points(a.lr, from, to, a.steps),
+                )
                 .unwrap();
             block_on(durable.sync(&mut sweep, tell(event)));
             answered(event as usize);
@@ -581,7 +587,10 @@ mod tests {
             store.trials("s").unwrap()[a.trial_id as usize].status,
             TrialStatus::Running
         );
-        assert_eq!(store.sweep("s").unwrap().unwrap().status, SweepStatus::Running);
+        assert_eq!(
+            store.sweep("s").unwrap().unwrap().status,
+            SweepStatus::Running
+        );
         assert!(
             durable.failure().unwrap().contains("disk full"),
             "{:?}",
