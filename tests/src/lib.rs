@@ -17,6 +17,27 @@ pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Three rates, one trial each, of about 25 ms per step (full-batch gradient descent on a wide
+/// MLP): a step is still under way for milliseconds when a worker is told to drop the trial.
+pub const SLOW_STEPS: &str = r#"
+[search]
+min_lr = 1e-2
+max_lr = 1.0
+rounds = 1
+steps = [STEPS]
+data_fraction = [1.0]
+replicates = 1
+eval_every = 20
+
+[pruning]
+rule = "none"
+
+[trainer]
+model = { kind = "mlp", hidden = [512] }
+full_batch = true
+seed = 1
+"#;
+
 /// A database path no other test uses.
 pub fn fresh_db_path() -> PathBuf {
     std::env::temp_dir().join(format!(

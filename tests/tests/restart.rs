@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use lrsweep_tests::{
     free_addr, read_json, sigterm, start_coordinator_on, wait_for_stored_points, Proc, Setup,
+    SLOW_STEPS,
 };
 use serde_json::Value;
 
@@ -58,27 +59,6 @@ eval_every = 20
 [trainer]
 model = { kind = "mlp", hidden = [16] }
 seed = 3
-"#;
-
-/// Three rates, one trial each, of about 25 ms per step (full-batch gradient descent on a wide
-/// MLP): a step is still under way for milliseconds when a worker is told to drop the trial.
-const SLOW_STEPS: &str = r#"
-[search]
-min_lr = 1e-2
-max_lr = 1.0
-rounds = 1
-steps = [STEPS]
-data_fraction = [1.0]
-replicates = 1
-eval_every = 20
-
-[pruning]
-rule = "none"
-
-[trainer]
-model = { kind = "mlp", hidden = [512] }
-full_batch = true
-seed = 1
 "#;
 
 const SETTLED: [&str; 4] = ["completed", "pruned", "cancelled", "failed"];

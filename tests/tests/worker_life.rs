@@ -8,32 +8,12 @@ use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{Hello, RegisterRequest, WorkerMessage};
-use lrsweep_tests::{sigterm, start_worker, wait_for_stored_points, Proc, Setup};
+use lrsweep_tests::{sigterm, start_worker, wait_for_stored_points, Proc, Setup, SLOW_STEPS};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Three trials (1e-2, 1e-1, 1) of a few seconds each on a wide MLP.
-const SLOW: &str = r#"
-[search]
-min_lr = 1e-2
-max_lr = 1.0
-rounds = 1
-steps = [STEPS]
-data_fraction = [1.0]
-replicates = 1
-eval_every = 20
-
-[pruning]
-rule = "none"
-
-[trainer]
-model = { kind = "mlp", hidden = [512] }
-full_batch = true
-seed = 1
-"#;
 
 /// The trial an event is about: its own field, or its span's (the worker's trial span).
 fn trial_of(event: &serde_json::Value) -> u64 {
@@ -49,7 +29,7 @@ fn trials(setup: &Setup) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_worker_stopped_by_sigterm_hands_its_trial_back_at_once() {
-    let setup = Setup::new("sigterm-worker", &SLOW.replace("STEPS", "200"));
+    let setup = Setup::new("sigterm-worker", &SLOW_STEPS.replace("STEPS", "200"));
     // A lease far longer than the test: only the hand-back can free the trial in time.
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--lease-ms", "600000"]);
     let mut leaving = start_worker(WORKER, &addr, "leaving");
@@ -79,7 +59,7 @@ fn a_worker_stopped_by_sigterm_hands_its_trial_back_at_once() {
 
 #[test]
 fn a_worker_with_three_slots_trains_three_trials_at_once() {
-    let setup = Setup::new("slots", &SLOW.replace("STEPS", "200"));
+    let setup = Setup::new("slots", &SLOW_STEPS.replace("STEPS", "200"));
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &[]);
     let url = format!("http://{addr}");
     let (mut worker, _) = Proc::spawn(
@@ -115,7 +95,7 @@ fn a_worker_with_three_slots_trains_three_trials_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connected_worker_that_goes_silent_loses_its_trial_at_the_lease() {
-    let setup = Setup::new("silent", &SLOW.replace("STEPS", "100"));
+    let setup = Setup::new("silent", &SLOW_STEPS.replace("STEPS", "100"));
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--lease-ms", "1000"]);
     // A worker that registers, takes a trial and then says nothing, its stream left open.
     let mut client = CoordinatorClient::connect(format!("http://{addr}"))

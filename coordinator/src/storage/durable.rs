@@ -380,7 +380,11 @@ mod tests {
     }
 
     fn fresh_store(spec: &SweepSpec) -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+        with_sweep(Store::open_in_memory().unwrap(), spec)
+    }
+
+    /// `store` with sweep "s" of `spec`, running.
+    fn with_sweep(mut store: Store, spec: &SweepSpec) -> Store {
         store
             .create_sweep(&SweepRow {
                 sweep_id: "s".into(),
@@ -511,16 +515,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("lrsweep-durable-failed-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let mut store = Store::open(&path).unwrap();
-        store
-            .create_sweep(&SweepRow {
-                sweep_id: "s".into(),
-                spec_toml: spec.to_toml(),
-                status: SweepStatus::Running,
-                created_at_ms: 0,
-            })
-            .unwrap();
-        drop(store);
+        drop(with_sweep(Store::open(&path).unwrap(), &spec));
         // A disk that fails the write of the eleventh point, and only that one: a writer that went
         // on after the failure would store the later points.
         rusqlite::Connection::open(&path)
