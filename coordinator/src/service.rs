@@ -37,7 +37,9 @@ impl CoordinatorService {
     }
 }
 
-fn check_register(r: &RegisterRequest) -> Result<(), CoordinatorError> {
+/// Rejects a registration with an empty or overlong name, an impossible slot count, or lists
+/// too long to be honest. Public for the fuzz targets (fuzz/).
+pub fn check_register(r: &RegisterRequest) -> Result<(), CoordinatorError> {
     let name = r.name.trim();
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(CoordinatorError::InvalidRequest(format!(
@@ -58,8 +60,8 @@ fn check_register(r: &RegisterRequest) -> Result<(), CoordinatorError> {
     Ok(())
 }
 
-/// A message after the session's hello, as the hub takes it.
-fn decode(message: WorkerMessage) -> Result<WorkerEvent, CoordinatorError> {
+/// A message after the session's hello, as the hub takes it. Public for the fuzz targets.
+pub fn decode(message: WorkerMessage) -> Result<WorkerEvent, CoordinatorError> {
     Ok(match message.kind {
         Some(Up::Trace(batch)) => {
             if batch.points.len() > MAX_POINTS_PER_BATCH {

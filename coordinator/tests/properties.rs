@@ -355,6 +355,94 @@ fn spec_document() -> impl Strategy<Value = String> {
     })
 }
 
+/// A sorted list of 1 to `rounds` entries drawn from `entry`, as TOML.
+fn round_list<T: std::fmt::Debug + PartialOrd + 'static>(
+    rounds: u32,
+    entry: impl Strategy<Value = T> + 'static,
+    show: fn(&T) -> String,
+) -> BoxedStrategy<String> {
+    prop::collection::vec(entry, 1..=rounds as usize)
+        .prop_map(move |mut v| {
+            v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN drawn"));
+            let items: Vec<String> = v.iter().map(show).collect();
+            format!("[{}]", items.join(", "))
+        })
+        .boxed()
+}
+
+/// Documents that satisfy every documented rule (README, the spec's own docs): each must parse.
+/// A parser that rejects too much fails here, where the arbitrary documents above would not.
+fn valid_spec_document() -> impl Strategy<Value = String> {
+    let strategy = prop_oneof![
+        (2u32..12, 1.01..4.0f64).prop_map(|(c, r)| format!(
+            "strategy = \"coarse-to-fine\"\ncandidates_per_round = {c}\nresolution = {}\n",
+            toml_float(r)
+        )),
+        (2u32..12, 1u32..5, prop::bool::ANY, prop::sample::select(vec!["exponential", "linear"]))
+            .prop_map(|(steps, shards, refine, ramp)| format!(
+                "strategy = \"range-test\"\nrange_steps = {steps}\nshards = {shards}\nramp = \"{ramp}\"\n{}",
+                if refine { "refine = true\nrounds = 2\n" } else { "" }
+            )),
+        (1.1..4.0f64).prop_map(|r| format!("strategy = \"grid\"\nresolution = {}\n", toml_float(r))),
+        (1u32..30).prop_map(|n| format!("strategy = \"random\"\nrandom_trials = {n}\n")),
+    ];
+    let search = (strategy, 1u32..6, 1e-9..1e-2f64, 0.1..100.0f64, 1u32..5, 1u64..64)
+        .prop_flat_map(|(strategy, rounds, min_lr, max_lr, replicates, eval_every)| {
+            // A refining range test fixes its rounds at 2.
+            let rounds = if strategy.contains("rounds = 2") { 2 } else { rounds };
+            let head = format!(
+                "[search]\n{}min_lr = {}\nmax_lr = {}\nreplicates = {replicates}\neval_every = {eval_every}\n{}",
+                strategy,
+                toml_float(min_lr),
+                toml_float(max_lr),
+                if strategy.contains("rounds = 2") { String::new() } else { format!("rounds = {rounds}\n") },
+            );
+            (
+                Just(head),
+                round_list(rounds, 1u64..500, |v| v.to_string()),
+                round_list(rounds, 0.01..=1.0f64, |v| toml_float(*v)),
+            )
+        })
+        .prop_map(|(head, steps, fractions)| {
+            format!("{head}steps = {steps}\ndata_fraction = {fractions}\n")
+        });
+    let pruning = (
+        1.01..20.0f64,
+        0.0..0.99f64,
+        prop::sample::select(vec!["asha", "median", "none"]),
+        1.01..20.0f64,
+        0.01..0.99f64,
+        1u32..5,
+    )
+        .prop_map(|(div, smoothing, rule, eta, grace, peers)| {
+            format!(
+                "[pruning]\ndivergence_factor = {}\nsmoothing = {}\nrule = \"{rule}\"\nreduction_factor = {}\ngrace_fraction = {}\nmin_peers = {peers}\n",
+                toml_float(div), toml_float(smoothing), toml_float(eta), toml_float(grace)
+            )
+        });
+    let trainer = (
+        prop::sample::select(vec![
+            r#"{ kind = "mlp", hidden = [32] }"#,
+            r#"{ kind = "softmax" }"#,
+        ]),
+        prop_oneof![
+            (0.0..0.99f64).prop_map(|m| format!(r#"{{ kind = "sgd", momentum = {} }}"#, toml_float(m))),
+            Just(r#"{ kind = "adam" }"#.to_string()),
+        ],
+        1u32..64,
+        prop::bool::ANY,
+        0.05..0.5f64,
+    )
+        .prop_map(|(model, optimizer, batch, standardize, validation)| {
+            format!(
+                "[trainer]\nmodel = {model}\noptimizer = {optimizer}\nbatch_size = {batch}\nstandardize = {standardize}\nvalidation_fraction = {}\n",
+                toml_float(validation)
+            )
+        });
+    (search, prop::option::of(pruning), prop::option::of(trainer))
+        .prop_map(|(s, p, t)| format!("{s}{}{}", p.unwrap_or_default(), t.unwrap_or_default()))
+}
+
 proptest! {
     #![proptest_config(config(256))]
 
@@ -371,6 +459,13 @@ proptest! {
     #[test]
     fn specs_built_from_known_keys_parse_only_when_valid(text in spec_document()) {
         check_parse(&text)?;
+    }
+
+    #[test]
+    fn every_valid_document_parses(text in valid_spec_document()) {
+        let spec = SweepSpec::from_toml_str(&text)
+            .map_err(|e| TestCaseError::fail(format!("{e} for a valid document:\n{text}")))?;
+        check_accepted(&spec)?;
     }
 }
 
@@ -482,26 +577,43 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Rung board: compared against a plain model of the same rules.
 
-/// numpy's linear-interpolation quantile, as the board documents it.
-fn quantile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let h = (values.len() - 1) as f64 * q;
-    let (i, frac) = (h.floor() as usize, h.fract());
-    let (a, b) = (values[i], values[(i + 1).min(values.len() - 1)]);
-    if frac == 0.0 || a == b {
-        a
+/// The k-th smallest of `values` (0-based), found by counting rather than sorting: the value
+/// with at most k values below it and more than k at or below it.
+fn order_statistic(values: &[f64], k: usize) -> f64 {
+    let below = |v: f64| values.iter().filter(|&&u| u < v).count();
+    let at_or_below = |v: f64| values.iter().filter(|&&u| u <= v).count();
+    *values
+        .iter()
+        .find(|&&v| below(v) <= k && k < at_or_below(v))
+        .expect("every rank has a value")
+}
+
+/// The median by its definition: the middle value, or the mean of the two middle values.
+fn median(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n % 2 == 1 {
+        order_statistic(values, n / 2)
     } else {
-        a + (b - a) * frac
+        (order_statistic(values, n / 2 - 1) + order_statistic(values, n / 2)) / 2.0
     }
 }
 
-/// The board's rules written out plainly: per trial its milestones passed and best value, per
-/// milestone and replicate the (trial, rate, value) recorded there, and who was named already.
+/// The board's rules from their definitions (method.md, the papers), not from its code:
+/// - each milestone a trial reaches is recorded once per trial, the first time a point reaches
+///   it, in the replicate it trains on; a trial condemned at one milestone records no later one
+///   from that point;
+/// - ASHA (Li et al.) keeps a trial that is in the top 1/η of the values recorded at the rung,
+///   its own included: with n values, it is pruned when more than (n − 1)/η of them are
+///   strictly better (lower) than its own, which is where numpy's interpolated 1/η quantile
+///   falls strictly below it;
+/// - the median rule (Golovin et al.) stops a trial whose best value so far is worse than the
+///   median of the values its peers recorded at the milestone;
+/// - both judge only with `min_peers` peers present; a trial is named at most once.
 struct BoardModel {
     spec: PruningSpec,
     milestones: Vec<u64>,
     recorded: HashMap<(usize, u32), Vec<Entry>>,
-    passed: HashMap<u64, usize>,
+    reached: HashSet<(u64, usize)>,
     best: HashMap<u64, f64>,
     condemned: HashSet<u64>,
 }
@@ -515,60 +627,67 @@ fn rate_of(trial: u64) -> f64 {
 }
 
 impl BoardModel {
-    /// The expected verdicts, and whether any milestone passed here had `min_peers` peers.
+    /// The verdict on `trial` at one milestone against `peers` (before it is recorded there).
+    fn verdict(&self, peers: &[Entry], lr: f64, value: f64, best: f64) -> Option<PruneReason> {
+        let values: Vec<f64> = peers.iter().map(|p| p.2).collect();
+        match self.spec.rule {
+            RungRule::Dominated => peers
+                .iter()
+                .any(|p| p.1 < lr && p.2 < value)
+                .then_some(PruneReason::Dominated),
+            _ if peers.len() < self.spec.min_peers as usize => None,
+            RungRule::Asha => {
+                // The quantile's level q = 1/η places it at (n − 1)·q in the sorted values.
+                let (n, q) = (peers.len() + 1, 1.0 / self.spec.reduction_factor);
+                let better = values.iter().filter(|&&v| v < value).count() as f64;
+                (better > (n - 1) as f64 * q).then_some(PruneReason::Rung)
+            }
+            RungRule::Median => (best > median(&values)).then_some(PruneReason::Median),
+            RungRule::None => None,
+        }
+    }
+
+    /// The expected verdicts, and whether any milestone judged here had `min_peers` peers.
     fn observe(
         &mut self,
         trial: u64,
         replicate: u32,
         step: u64,
-        smoothed: f64,
+        value: f64,
     ) -> (Vec<(u64, PruneReason)>, bool) {
         let lr = rate_of(trial);
-        let value = if smoothed.is_finite() {
-            smoothed
-        } else {
-            f64::INFINITY
-        };
-        let best = self.best.entry(trial).or_insert(f64::INFINITY);
-        *best = best.min(value);
-        let best = *best;
-        let passed = self.passed.entry(trial).or_insert(0);
-        let mut judged = false;
+        let best = self.best.get(&trial).map_or(value, |&b| b.min(value));
+        self.best.insert(trial, best);
         let mut named = Vec::new();
-        while *passed < self.milestones.len() && step >= self.milestones[*passed] {
-            let peers = self.recorded.entry((*passed, replicate)).or_default();
-            *passed += 1;
-            let values: Vec<f64> = peers.iter().map(|p| p.2).collect();
-            let verdict = if self.spec.rule == RungRule::Dominated {
+        let mut judged = false;
+        // Milestones this point reaches that the trial has not recorded yet, in order; one
+        // skipped because the trial was condemned earlier on this point is not "reached".
+        let reached: Vec<usize> = (0..self.milestones.len())
+            .filter(|&m| step >= self.milestones[m] && !self.reached.contains(&(trial, m)))
+            .collect();
+        for m in reached {
+            // Milestones are recorded in order: one left unreached before stays unreached.
+            if m > 0 && !self.reached.contains(&(trial, m - 1)) {
+                break;
+            }
+            self.reached.insert((trial, m));
+            let peers = self.recorded.entry((m, replicate)).or_default().clone();
+            judged |= self.spec.rule != RungRule::Dominated
+                && peers.len() >= self.spec.min_peers as usize;
+            let own = self.verdict(&peers, lr, value, best);
+            if self.spec.rule == RungRule::Dominated {
                 named.extend(
                     peers
                         .iter()
                         .filter(|p| p.1 > lr && p.2 > value)
                         .map(|p| (p.0, PruneReason::Dominated)),
                 );
-                peers
-                    .iter()
-                    .any(|p| p.1 < lr && p.2 < value)
-                    .then_some(PruneReason::Dominated)
-            } else if peers.len() < self.spec.min_peers as usize {
-                None
-            } else {
-                judged = true;
-                match self.spec.rule {
-                    RungRule::Asha => {
-                        let mut all = values;
-                        all.push(value);
-                        (value > quantile(&mut all, 1.0 / self.spec.reduction_factor))
-                            .then_some(PruneReason::Rung)
-                    }
-                    RungRule::Median => {
-                        (best > quantile(&mut values.clone(), 0.5)).then_some(PruneReason::Median)
-                    }
-                    RungRule::None | RungRule::Dominated => None,
-                }
-            };
-            peers.push((trial, lr, value));
-            if let Some(reason) = verdict {
+            }
+            self.recorded
+                .entry((m, replicate))
+                .or_default()
+                .push((trial, lr, value));
+            if let Some(reason) = own {
                 named.insert(0, (trial, reason));
                 break;
             }
@@ -576,6 +695,14 @@ impl BoardModel {
         named.retain(|(id, _)| self.condemned.insert(*id));
         (named, judged)
     }
+}
+
+/// Values on a grid of eighths: the model's rank arithmetic and the board's interpolated
+/// quantile agree exactly only away from rounding (two values 1 ulp apart interpolate to
+/// either), so the comparison with the model uses these; non-finite values have a property
+/// of their own below.
+fn grid_value() -> impl Strategy<Value = f64> {
+    (-16i32..40).prop_map(|k| f64::from(k) / 8.0)
 }
 
 fn smoothed_value() -> impl Strategy<Value = f64> {
@@ -594,7 +721,7 @@ proptest! {
     fn the_rung_board_follows_its_rules_and_never_judges_without_peers(
         spec in pruning_spec(),
         budget in 1u64..300,
-        ops in prop::collection::vec((0u64..8, 0u32..3, 0u64..320, smoothed_value()), 0..200),
+        ops in prop::collection::vec((0u64..8, 0u32..3, 0u64..320, grid_value()), 0..200),
     ) {
         let mut board = RungBoard::new(&spec, budget);
         let milestones = board.milestones().to_vec();
@@ -604,7 +731,7 @@ proptest! {
             spec: spec.clone(),
             milestones,
             recorded: HashMap::new(),
-            passed: HashMap::new(),
+            reached: HashSet::new(),
             best: HashMap::new(),
             condemned: HashSet::new(),
         };
@@ -625,8 +752,22 @@ proptest! {
                 }
             }
         }
-        // Nothing non-finite other than +inf (never NaN) was recorded.
-        prop_assert!(model.recorded.values().flatten().all(|p| !p.2.is_nan() && p.2 != f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn the_rung_board_takes_any_value_and_names_each_trial_once(
+        spec in pruning_spec(),
+        budget in 1u64..300,
+        ops in prop::collection::vec((0u64..8, 0u32..3, 0u64..320, smoothed_value()), 0..200),
+    ) {
+        let mut board = RungBoard::new(&spec, budget);
+        let mut named = HashSet::new();
+        for &(trial, replicate, step, smoothed) in &ops {
+            for (id, reason) in board.observe(trial, rate_of(trial), replicate, step, smoothed) {
+                prop_assert!(named.insert(id), "trial {} named twice", id);
+                prop_assert!(spec.rule != RungRule::None, "{:?} under rule none", reason);
+            }
+        }
     }
 }
 
@@ -826,15 +967,40 @@ impl World {
         Ok(())
     }
 
+    /// Whether a report from `worker` about (trial, attempt) is well-formed: the trial is running
+    /// there, on that attempt. The sweep must accept such a report.
+    fn running_on(&self, worker: &str, trial: u64, attempt: u32) -> bool {
+        self.sweep.trials().get(trial as usize).is_some_and(|t| {
+            t.status == TrialStatus::Running
+                && t.worker.as_deref() == Some(worker)
+                && t.attempt == attempt
+        })
+    }
+
+    /// Sends a batch; `well_formed` (from a worker running the trial, steps in order within the
+    /// budget) must be accepted, and its points past the trial's steps must count.
     fn trace(
         &mut self,
         worker: &str,
         trial: u64,
         attempt: u32,
         points: &[TracePoint],
+        well_formed: bool,
     ) -> Result<Vec<Command>, TestCaseError> {
+        let well_formed = well_formed && self.running_on(worker, trial, attempt);
         let before = self.sweep.trials().get(trial as usize).map(|t| t.steps);
-        match self.sweep.on_trace(worker, trial, attempt, points) {
+        let result = self.sweep.on_trace(worker, trial, attempt, points);
+        if well_formed {
+            prop_assert!(
+                result.is_ok(),
+                "a well-formed batch for trial {} attempt {} on {} was refused: {:?}",
+                trial,
+                attempt,
+                worker,
+                result
+            );
+        }
+        match result {
             Ok(commands) => {
                 let accepted: Vec<TracePoint> = self
                     .sweep
@@ -855,6 +1021,14 @@ impl World {
                 prop_assert!(accepted.len() <= points.len());
                 let tail = &points[points.len() - accepted.len()..];
                 prop_assert!(tail.iter().zip(&accepted).all(|(a, b)| a.step == b.step));
+                let past = points.last().map(|p| p.step) > before;
+                prop_assert!(
+                    !(well_formed && past) || accepted.last().map(|p| p.step) == points.last().map(|p| p.step),
+                    "a well-formed batch up to step {:?} of trial {} (at step {:?}) made no progress",
+                    points.last().map(|p| p.step),
+                    trial,
+                    before
+                );
                 if let Some(last) = accepted.last() {
                     let before = before.expect("points accepted for a trial that exists");
                     prop_assert!(accepted.iter().all(|p| p.step > before));
@@ -946,7 +1120,8 @@ impl World {
                 if !matches!(bogus, Bogus::BeyondBudget) {
                     points.retain(|p| p.step <= budget);
                 }
-                self.trace(&worker, trial, attempt, &points)?
+                let well_formed = matches!(bogus, Bogus::None) && !points.is_empty();
+                self.trace(&worker, trial, attempt, &points, well_formed)?
             }
             Event::RunToBudget {
                 pick,
@@ -972,14 +1147,21 @@ impl World {
                             point(step, losses[k % losses.len()], val)
                         })
                         .collect();
-                    commands.extend(self.trace(&worker, trial, attempt, &points)?);
+                    commands.extend(self.trace(&worker, trial, attempt, &points, true)?);
                     next = last + 1;
                 }
                 if *complete {
                     let steps = self.sweep.trials()[trial as usize].steps;
-                    commands.extend(sweep_result(
-                        self.sweep.on_completed(&worker, trial, attempt, steps),
-                    )?);
+                    let well_formed = self.running_on(&worker, trial, attempt);
+                    let result = self.sweep.on_completed(&worker, trial, attempt, steps);
+                    prop_assert!(
+                        !well_formed || result.is_ok(),
+                        "trial {} run to its budget on {} could not complete: {:?}",
+                        trial,
+                        worker,
+                        result
+                    );
+                    commands.extend(sweep_result(result)?);
                 }
                 commands
             }

@@ -2,10 +2,11 @@
 //! number of workers, with their JSON logs captured for assertions.
 
 pub mod chaos;
+pub mod fuzz;
 pub mod local;
 pub mod privileged;
-pub mod sweep_check;
 pub mod scripted;
+pub mod sweep_check;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,27 @@ seed = 4
 pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Three rates, one trial each, of about 25 ms per step (full-batch gradient descent on a wide
+/// MLP): a step is still under way for milliseconds when a worker is told to drop the trial.
+pub const SLOW_STEPS: &str = r#"
+[search]
+min_lr = 1e-2
+max_lr = 1.0
+rounds = 1
+steps = [STEPS]
+data_fraction = [1.0]
+replicates = 1
+eval_every = 20
+
+[pruning]
+rule = "none"
+
+[trainer]
+model = { kind = "mlp", hidden = [512] }
+full_batch = true
+seed = 1
+"#;
 
 /// A database path no other test uses.
 pub fn fresh_db_path() -> PathBuf {
@@ -89,9 +111,21 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin` with `--log-format json`; stdout is piped for `wait_output`.
     pub fn spawn(bin: &str, args: &[&str]) -> (Proc, mpsc::Receiver<serde_json::Value>) {
+        let mut all = args.to_vec();
+        all.extend(["--log-format", "json"]);
+        Proc::spawn_env(bin, &all, &[])
+    }
+
+    /// Starts `bin` with exactly `args` and the variables `env` added to this process's
+    /// environment (tests of the `LRSWEEP_*` variables give the log format there).
+    pub fn spawn_env(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Proc, mpsc::Receiver<serde_json::Value>) {
         let mut child = Command::new(bin)
             .args(args)
-            .args(["--log-format", "json"])
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -190,6 +224,21 @@ impl Proc {
         }
     }
 
+    /// Asserts that the process exited with `code` (README's exit-code table) and that nothing
+    /// panicked on the way (a panic in a task need not change the code).
+    pub fn assert_exit(&self, status: ExitStatus, code: i32) {
+        let panicked: Vec<_> = self
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.to_string().contains("panicked"))
+            .cloned()
+            .collect();
+        assert!(panicked.is_empty(), "a panic: {panicked:#?}");
+        assert_eq!(status.code(), Some(code), "{status}: {:#?}", self.tail(10));
+    }
+
     pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
         self.logs
             .lock()
@@ -250,6 +299,29 @@ pub fn start_coordinator_under(
         "coordinator never logged `listening` (exit: {status:?}): {:#?}",
         proc.tail(20)
     );
+}
+
+/// Waits until the coordinator's database at `db` holds at least `at_least` trace points: the
+/// event "the worker's trace reached the coordinator and was stored", which no log line marks
+/// per batch. Reads through a read-only connection, as a second process may (WAL).
+pub fn wait_for_stored_points(db: &str, at_least: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let count = || -> rusqlite::Result<i64> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT COUNT(*) FROM points", [], |row| row.get(0))
+    };
+    loop {
+        let last = count();
+        if matches!(last, Ok(n) if n >= at_least) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{db}: fewer than {at_least} points stored within {timeout:?} (last: {last:?})"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A loopback address with a port that was free a moment ago: for a process that must listen

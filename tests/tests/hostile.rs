@@ -128,7 +128,12 @@ async fn bad_requests_get_invalid_argument_with_a_reason() {
         permanent: false,
     }));
     let status = s.rejected_with(huge).await;
-    assert_ne!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+    // The coordinator shrugs it off: a newcomer still registers and gets work.
+    let mut s = Session::open(&mut client, "f").await;
+    let f = s.next_assignment().await;
+    assert!(f.steps > 0, "{f:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{start_worker, Setup};
+use lrsweep_tests::{start_worker, wait_for_stored_points, Setup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -83,7 +83,8 @@ fn a_worker_cut_off_mid_trial_reconnects_and_resumes_the_same_attempt() {
         assert!(Instant::now() < deadline, "{:#?}", worker.tail(10));
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // Cut the link once some of the trace has reached the coordinator.
+    wait_for_stored_points(&setup.db, 1, Duration::from_secs(30));
     relay.cut();
 
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));

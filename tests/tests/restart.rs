@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lrsweep_tests::{free_addr, read_json, sigterm, start_coordinator_on, Proc, Setup};
+use lrsweep_tests::{
+    free_addr, read_json, sigterm, start_coordinator_on, wait_for_stored_points, Proc, Setup,
+    SLOW_STEPS,
+};
 use serde_json::Value;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -56,27 +59,6 @@ eval_every = 20
 [trainer]
 model = { kind = "mlp", hidden = [16] }
 seed = 3
-"#;
-
-/// Three rates, one trial each, of about 25 ms per step (full-batch gradient descent on a wide
-/// MLP): a step is still under way for milliseconds when a worker is told to drop the trial.
-const SLOW_STEPS: &str = r#"
-[search]
-min_lr = 1e-2
-max_lr = 1.0
-rounds = 1
-steps = [STEPS]
-data_fraction = [1.0]
-replicates = 1
-eval_every = 20
-
-[pruning]
-rule = "none"
-
-[trainer]
-model = { kind = "mlp", hidden = [512] }
-full_batch = true
-seed = 1
 "#;
 
 const SETTLED: [&str; 4] = ["completed", "pruned", "cancelled", "failed"];
@@ -845,7 +827,8 @@ fn a_trial_given_back_to_its_worker_after_a_restart_runs_to_the_end() {
     wait_until(&mut w, "a started trial", Duration::from_secs(30), |w| {
         !w.events("trial_started").is_empty()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill the coordinator once the trial's first points are stored, well short of its end.
+    wait_for_stored_points(&s.db, 1, Duration::from_secs(30));
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     assert!(
@@ -881,7 +864,7 @@ fn a_worker_told_to_shut_down_stops_its_trial_and_exits_promptly() {
     wait_until(&mut w, "a started trial", Duration::from_secs(30), |w| {
         !w.events("trial_started").is_empty()
     });
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_stored_points(&s.db, 1, Duration::from_secs(30));
     sigterm(&c);
     let (status, _) = c.wait_output(Duration::from_secs(15));
     assert!(status.success(), "{}", brief(&c, 20));

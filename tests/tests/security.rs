@@ -45,15 +45,17 @@ fn a_wrong_token_is_refused_and_the_right_one_works() {
     let (mut coordinator, addr) = setup.start_coordinator(COORDINATOR, &["--token", TOKEN]);
     let url = format!("http://{addr}");
     let (mut intruder, _) = Proc::spawn(WORKER, &["--coordinator", &url, "--token", "guess"]);
+    // A refused token ends the worker: retrying cannot fix it (exit 1).
     let (status, _) = intruder.wait_output(Duration::from_secs(30));
-    assert!(!status.success(), "a wrong token must end the worker");
+    intruder.assert_exit(status, 1);
     assert!(
         all_logs(&intruder).contains("token"),
         "{}",
         all_logs(&intruder)
     );
     let (mut anonymous, _) = Proc::spawn(WORKER, &["--coordinator", &url]);
-    assert!(!anonymous.wait_output(Duration::from_secs(30)).0.success());
+    let (status, _) = anonymous.wait_output(Duration::from_secs(30));
+    anonymous.assert_exit(status, 1);
     assert_eq!(coordinator.events("unauthenticated").len(), 2);
 
     let (mut worker, _) = Proc::spawn(
@@ -61,8 +63,9 @@ fn a_wrong_token_is_refused_and_the_right_one_works() {
         &["--coordinator", &url, "--token", TOKEN, "--name", "trusted"],
     );
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
-    assert!(status.success(), "{:#?}", coordinator.tail(20));
-    assert!(worker.wait_output(Duration::from_secs(30)).0.success());
+    coordinator.assert_exit(status, 0);
+    let (status, _) = worker.wait_output(Duration::from_secs(30));
+    worker.assert_exit(status, 0);
     let report = std::fs::read_to_string(&setup.report).unwrap();
     assert!(report.contains("\"trusted\""));
     // The secret never reaches a log line.
@@ -104,8 +107,9 @@ fn tls_round_trip_with_a_certificate_made_here() {
         ],
     );
     let (status, _) = coordinator.wait_output(Duration::from_secs(120));
-    assert!(status.success(), "{:#?}", coordinator.tail(20));
-    assert!(worker.wait_output(Duration::from_secs(30)).0.success());
+    coordinator.assert_exit(status, 0);
+    let (status, _) = worker.wait_output(Duration::from_secs(30));
+    worker.assert_exit(status, 0);
     let report = setup.report();
     let trials = report["trials"].as_array().unwrap();
     assert!(

@@ -465,7 +465,8 @@ mod tests {
             dataset = { kind = \"synthetic-least-squares\", n = 100, d = 5, condition_number = 10.0 }\n\
             model = { kind = \"linear\", intercept = false }\n\
             full_batch = true\nstandardize = false\n";
-        let trial = OneTrial::from_spec_text(spec, Some(5000), None, Some(100)).unwrap();
+        // Every step evaluated and printed, so "first" can be checked step by step.
+        let trial = OneTrial::from_spec_text(spec, Some(5000), None, Some(1)).unwrap();
         let data = Arc::new(PreparedData::prepare(trial.trainer.built_in().unwrap()).unwrap());
         let mut out = Vec::new();
         let outcome = run(&trial, 10.0, data, &|| false, &mut out).unwrap();
@@ -474,9 +475,18 @@ mod tests {
         let done = lines.last().unwrap();
         assert_eq!(done["diverged"], true);
         assert_eq!(done["steps"], outcome.steps);
-        let last_point = &lines[lines.len() - 2];
-        assert_eq!(last_point["step"], outcome.steps);
-        assert!(last_point["train_loss"].is_null() || last_point["val_loss"].is_null());
+        let points = &lines[..lines.len() - 1];
+        let steps: Vec<u64> = points.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, (1..=outcome.steps).collect::<Vec<_>>());
+        let finite = |l: &serde_json::Value| {
+            ["train_loss", "val_loss"]
+                .iter()
+                .all(|k| l[k].as_f64().is_some_and(f64::is_finite))
+        };
+        let (last_point, before) = points.split_last().unwrap();
+        assert!(!finite(last_point), "{last_point}");
+        // The first non-finite loss ends it: every step before had finite losses.
+        assert!(before.iter().all(finite), "{before:?}");
     }
 
     #[test]

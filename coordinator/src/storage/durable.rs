@@ -473,7 +473,11 @@ mod tests {
     }
 
     fn fresh_store(spec: &SweepSpec) -> Store {
-        let mut store = Store::open_in_memory().unwrap();
+        with_sweep(Store::open_in_memory().unwrap(), spec)
+    }
+
+    /// `store` with sweep "s" of `spec`, running.
+    fn with_sweep(mut store: Store, spec: &SweepSpec) -> Store {
         store
             .create_sweep(&SweepRow {
                 sweep_id: "s".into(),
@@ -648,23 +652,87 @@ mod tests {
     #[test]
     fn after_a_failed_write_nothing_more_is_written_or_confirmed() {
         let spec = spec();
+        let path =
+            std::env::temp_dir().join(format!("lrsweep-durable-failed-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(with_sweep(Store::open(&path).unwrap(), &spec));
+        // A disk that fails the write of the eleventh point, and only that one: a writer that went
+        // on after the failure would store the later points.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER full BEFORE INSERT ON points WHEN NEW.step = 11 \
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            )
+            .unwrap();
         let mut sweep = Sweep::new(spec.clone());
         sweep.add_worker("w1".into(), "alpha".into(), 1);
-        // The store has no sweep of this id: the first write fails.
-        let mut durable = Durable::new(fresh_store(&spec), "other".into()).unwrap();
+        let mut durable = Durable::new(Store::open(&path).unwrap(), "s".into()).unwrap();
         let (log, tell) = told();
-        sweep.dispatch();
+        let Some(Command::Assign {
+            worker,
+            assignment: a,
+        }) = sweep.dispatch().pop()
+        else {
+            panic!("an assignment");
+        };
+        // The writer may fold queued events into one commit: each waits for its answer here,
+        // so that the failure falls between events 2 and 3.
+        let answered = |n: usize| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while log.lock().unwrap().len() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "event {n} never answered"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
         block_on(durable.sync(&mut sweep, tell(1)));
-        durable.close();
-        assert!(
-            durable.failure().unwrap().contains("unknown sweep"),
+        answered(1);
+        for (event, steps) in [(2, 1..=10), (3, 11..=20), (4, 21..=30)] {
+            let (from, to) = steps.into_inner();
+            sweep
+                .on_trace(
+                    &worker,
+                    a.trial_id,
+                    a.attempt,
+                    &points(a.lr, from, to, a.steps),
+                )
+                .unwrap();
+            block_on(durable.sync(&mut sweep, tell(event)));
+            answered(event as usize);
+        }
+        // Closed: later events are told at once that they will not be committed.
+        sweep.finish_early();
+        block_on(durable.sync(&mut sweep, tell(5)));
+        let store = durable.close().unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![(1, true), (2, true), (3, false), (4, false), (5, false)],
             "{:?}",
             durable.failure()
         );
-        // Closed: later events are told at once that they will not be committed.
-        sweep.finish_early();
-        block_on(durable.sync(&mut sweep, tell(2)));
-        assert_eq!(*log.lock().unwrap(), vec![(1, false), (2, false)]);
+        // The store holds what was confirmed and nothing after: not the points of the events
+        // after the failure, not the early finish.
+        let stored = store.points("s", a.trial_id, a.attempt).unwrap();
+        assert_eq!(stored.iter().map(|p| p.step).max(), Some(10), "{stored:?}");
+        assert_eq!(stored.len(), 10);
+        assert_eq!(
+            store.trials("s").unwrap()[a.trial_id as usize].status,
+            TrialStatus::Running
+        );
+        assert_eq!(
+            store.sweep("s").unwrap().unwrap().status,
+            SweepStatus::Running
+        );
+        assert!(
+            durable.failure().unwrap().contains("disk full"),
+            "{:?}",
+            durable.failure()
+        );
         assert!(durable.finish(true, "{}").is_some());
+        drop(store);
+        let _ = std::fs::remove_file(&path);
     }
 }

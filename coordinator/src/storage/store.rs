@@ -966,7 +966,15 @@ mod tests {
             .unwrap();
         assert_eq!(auto, 0);
         store.append_points("s1", 0, 1, &points(1..=100)).unwrap();
+        // The points sit in the WAL until a checkpoint copies them into the database file:
+        // the store's own connection no longer does, the checkpointer must.
+        let file_len = || std::fs::metadata(&db.0).unwrap().len();
+        let before = file_len();
         checkpointer.run().unwrap();
+        assert!(
+            file_len() > before,
+            "the checkpoint left the database file at {before} bytes"
+        );
         store.append_points("s1", 0, 1, &points(101..=200)).unwrap();
         assert_eq!(store.point_count("s1").unwrap(), 200);
     }

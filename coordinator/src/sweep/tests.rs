@@ -306,10 +306,24 @@ fn rung_rule_stops_trials_far_behind_their_peers() {
         .filter(|t| t.prune_reason == Some(PruneReason::Rung))
         .collect();
     assert!(!rung_pruned.is_empty());
-    // Only rates far from the optimum are cut, and before their budget.
-    assert!(rung_pruned
-        .iter()
-        .all(|t| t.lr != 0.1 && t.steps < t.budget));
+    // Only rates far from the optimum (0.1, between lattice points) are cut, and before their
+    // budget: a cut trial's round always had a rate closer to 0.1 than its own.
+    let distance = |lr: f64| (lr / 0.1).ln().abs();
+    for t in &rung_pruned {
+        let closest = sweep
+            .trials()
+            .iter()
+            .filter(|o| o.round == t.round)
+            .map(|o| distance(o.lr))
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            distance(t.lr) > closest * (1.0 + 1e-9) && t.steps < t.budget,
+            "rate {} cut at step {} of round {}, whose closest rate is {closest} from 0.1",
+            t.lr,
+            t.steps,
+            t.round
+        );
+    }
     assert!(sweep.total_steps() < 4 * 2 * 100 + 3 * 2 * 200);
 }
 

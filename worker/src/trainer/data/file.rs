@@ -19,13 +19,16 @@ pub(super) fn source(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// The file's bytes, decompressed if they start with gzip's magic bytes (whatever the name).
-pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, WorkerError> {
-    let name = source(path);
-    let bytes = std::fs::read(path).map_err(|source| WorkerError::DataFile {
-        path: name.clone(),
-        source,
-    })?;
+/// The file's bytes as stored.
+pub(super) fn read_raw(path: &Path) -> Result<Vec<u8>, WorkerError> {
+    std::fs::read(path).map_err(|e| WorkerError::DataFile {
+        path: source(path),
+        source: e,
+    })
+}
+
+/// A file's bytes, decompressed if they start with gzip's magic bytes (whatever the name).
+pub(super) fn contents(bytes: Vec<u8>, name: &str) -> Result<Vec<u8>, WorkerError> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
@@ -34,10 +37,10 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, WorkerError> {
     MultiGzDecoder::new(&bytes[..])
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|e| data_error(&name, 0, format!("cannot decompress gzip: {e}")))?;
+        .map_err(|e| data_error(name, 0, format!("cannot decompress gzip: {e}")))?;
     if out.len() as u64 > MAX_FILE_BYTES {
         return Err(data_error(
-            &name,
+            name,
             0,
             format!("decompresses to more than {MAX_FILE_BYTES} bytes"),
         ));
@@ -45,11 +48,12 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, WorkerError> {
     Ok(out)
 }
 
-pub(super) fn read_text(path: &Path) -> Result<String, WorkerError> {
-    String::from_utf8(read_file(path)?).map_err(|e| {
+/// A file's contents as UTF-8 text; the error names the first line that is not.
+pub(super) fn text(bytes: Vec<u8>, name: &str) -> Result<String, WorkerError> {
+    String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        data_error(&source(path), line, "not UTF-8 text")
+        data_error(name, line, "not UTF-8 text")
     })
 }
 
@@ -63,11 +67,12 @@ mod tests {
         let dir = TempDir::new("file");
         let plain = dir.write("plain.gz", b"a,b\n1,2\n");
         let packed = dir.write("packed.csv", &gzip(b"a,b\n1,2\n"));
-        assert_eq!(read_file(&plain).unwrap(), b"a,b\n1,2\n");
-        assert_eq!(read_file(&packed).unwrap(), b"a,b\n1,2\n");
+        let read = |path: &Path| contents(read_raw(path).unwrap(), "f");
+        assert_eq!(read(&plain).unwrap(), b"a,b\n1,2\n");
+        assert_eq!(read(&packed).unwrap(), b"a,b\n1,2\n");
 
         let corrupt = dir.write("corrupt.gz", &gzip(b"x")[..8]);
-        assert_eq!(data_error_at(read_file(&corrupt)).1, 0);
+        assert_eq!(data_error_at(read(&corrupt)).1, 0);
     }
 
     #[test]
@@ -78,7 +83,7 @@ mod tests {
             (missing.as_path(), std::io::ErrorKind::NotFound),
             (dir.path(), std::io::ErrorKind::IsADirectory),
         ] {
-            match read_file(path) {
+            match read_raw(path) {
                 Err(WorkerError::DataFile { path: name, source }) => {
                     assert_eq!((name, source.kind()), (path.display().to_string(), kind));
                 }
@@ -89,9 +94,7 @@ mod tests {
 
     #[test]
     fn text_must_be_utf8_and_the_error_names_the_line() {
-        let dir = TempDir::new("text");
-        let latin1 = dir.write("l.csv", b"a,label\n1,0\n\xe9,1\n");
-        let error = read_text(&latin1);
-        assert_eq!(data_error_at(error), (latin1.display().to_string(), 3));
+        let error = text(b"a,label\n1,0\n\xe9,1\n".to_vec(), "l.csv");
+        assert_eq!(data_error_at(error), ("l.csv".to_string(), 3));
     }
 }

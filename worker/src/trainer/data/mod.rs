@@ -16,12 +16,14 @@ mod targets;
 #[cfg(test)]
 mod test_support;
 
+use std::path::Path;
+
 use lrsweep_proto::domain::{DatasetSpec, Subset, TrainerConfig};
 use lrsweep_proto::rng::{Rng, Stream};
 use ndarray::{Array1, Array2, Axis};
 
 use crate::WorkerError;
-use file::{read_file, read_text, source};
+use file::{contents, read_raw, source, text};
 pub(crate) use targets::Targets;
 
 /// A dataset split into training and validation parts, optionally standardised, shared
@@ -54,6 +56,17 @@ impl PreparedData {
     /// training split only (constant columns: std 1), and keeps the training split's shuffled
     /// order for subsets.
     pub fn prepare(config: &TrainerConfig) -> Result<PreparedData, WorkerError> {
+        Self::prepare_with(config, read_raw)
+    }
+
+    /// [`prepare`](Self::prepare) with the data files' stored bytes taken from `read` rather
+    /// than the file system: the entry the fuzz targets (fuzz/) feed arbitrary bytes through.
+    pub fn prepare_with(
+        config: &TrainerConfig,
+        read: impl Fn(&Path) -> Result<Vec<u8>, WorkerError>,
+    ) -> Result<PreparedData, WorkerError> {
+        let read_file = |path: &Path| contents(read(path)?, &source(path));
+        let read_text = |path: &Path| text(read_file(path)?, &source(path));
         let (seed, validation_fraction) = (config.seed, config.validation_fraction);
         let split = |table: Table| -> Result<_, WorkerError> {
             let (train_rows, val_rows) = split_rows(table.len(), seed, validation_fraction)?;
