@@ -149,18 +149,19 @@ impl EdgeDescent {
     }
 
     /// The next ladder rates below the lowest tried, or None when the ladder is over: its
-    /// lowest rate is worse than the best, or the range's bottom is reached.
+    /// lowest `ladder_patience` rates are all worse than the best, or the range's bottom is
+    /// reached.
     fn ladder_round(&mut self) -> Option<RoundPlan> {
         let top = self.top?;
         let stride = self.spec.ladder_stride;
         let lowest = self.finals.keys().next().copied();
-        let best = self.best();
-        let descending = match (lowest, best) {
-            (None, _) => true,
-            // Everything so far diverged or failed at the full budget: keep going down.
-            (Some(_), None) => true,
-            (Some(low), Some((b, _))) => low == b,
-        };
+        // Everything so far diverged or failed at the full budget: keep going down.
+        let descending = self.best().is_none_or(|(b, _)| {
+            self.finals
+                .keys()
+                .take(self.spec.ladder_patience as usize)
+                .any(|&i| i == b)
+        });
         if !descending {
             return None;
         }
@@ -182,7 +183,7 @@ impl EdgeDescent {
     fn refine_round(&mut self, mut stride: u32) -> Option<RoundPlan> {
         let (best, _) = self.best()?;
         let below = self.unstable.unwrap_or(self.n);
-        while stride >= 1 {
+        while stride >= self.spec.finest_stride.max(1) {
             let rates: BTreeSet<u32> = [
                 i64::from(best) - i64::from(stride),
                 i64::from(best) + i64::from(stride),

@@ -253,6 +253,10 @@ pub(crate) struct SearchTable {
     ladder_stride: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ladder_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ladder_patience: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finest_stride: Option<u32>,
     // range test
     #[serde(skip_serializing_if = "Option::is_none")]
     range_steps: Option<u64>,
@@ -337,6 +341,14 @@ impl SearchTable {
         let edge_probes = take(self.edge_probes, "edge_probes", edge, edge_fields, s)?;
         let ladder_stride = take(self.ladder_stride, "ladder_stride", edge, edge_fields, s)?;
         let ladder_width = take(self.ladder_width, "ladder_width", edge, edge_fields, s)?;
+        let ladder_patience = take(
+            self.ladder_patience,
+            "ladder_patience",
+            edge,
+            edge_fields,
+            s,
+        )?;
+        let finest_stride = take(self.finest_stride, "finest_stride", edge, edge_fields, s)?;
 
         let coarse_to_fine = || {
             let c = CoarseToFineSpec::default();
@@ -357,6 +369,8 @@ impl SearchTable {
                     edge_probes: edge_probes.unwrap_or(e.edge_probes),
                     ladder_stride: ladder_stride.unwrap_or(e.ladder_stride),
                     ladder_width: ladder_width.unwrap_or(e.ladder_width),
+                    ladder_patience: ladder_patience.unwrap_or(e.ladder_patience),
+                    finest_stride: finest_stride.unwrap_or(e.finest_stride),
                 })
             }
             StrategyName::RangeTest => {
@@ -431,6 +445,8 @@ impl From<&SearchSpec> for SearchTable {
                 table.edge_probes = Some(e.edge_probes);
                 table.ladder_stride = Some(e.ladder_stride);
                 table.ladder_width = Some(e.ladder_width);
+                table.ladder_patience = Some(e.ladder_patience);
+                table.finest_stride = Some(e.finest_stride);
             }
             StrategySpec::Grid(g) => {
                 table.resolution = Some(g.resolution);

@@ -117,6 +117,11 @@ pub struct EdgeDescentSpec {
     pub ladder_stride: u32,
     /// Ladder rates per round (and the two sides of each refinement).
     pub ladder_width: u32,
+    /// The ladder goes on down while its best rate is among its lowest this many: one rate
+    /// worse than a larger one may be noise, or a dip between two basins.
+    pub ladder_patience: u32,
+    /// Refinement stops after the rates this many lattice steps either side of the best.
+    pub finest_stride: u32,
 }
 
 impl Default for EdgeDescentSpec {
@@ -126,6 +131,8 @@ impl Default for EdgeDescentSpec {
             edge_probes: 3,
             ladder_stride: 6,
             ladder_width: 2,
+            ladder_patience: 3,
+            finest_stride: 2,
         }
     }
 }
@@ -140,6 +147,8 @@ impl EdgeDescentSpec {
             (self.edge_probes, "search.edge_probes"),
             (self.ladder_stride, "search.ladder_stride"),
             (self.ladder_width, "search.ladder_width"),
+            (self.ladder_patience, "search.ladder_patience"),
+            (self.finest_stride, "search.finest_stride"),
         ] {
             check(value >= 1, field, "must be at least 1")?;
             check(value <= MAX_PER_LIST, field, "must be at most 1000")?;
