@@ -102,6 +102,11 @@ mod tests {
         let crawl = |s: u64| 1.0 - 0.0001 * s as f64;
         assert!(behind(&trace(500, crawl), 1000, &best, 0));
         // Ahead at the same step: never behind.
-        assert!(!behind(&trace(500, |s| 0.1 + 0.0 * s as f64), 1000, &best, 0));
+        assert!(!behind(
+            &trace(500, |s| 0.1 + 0.0 * s as f64),
+            1000,
+            &best,
+            0
+        ));
     }
 }

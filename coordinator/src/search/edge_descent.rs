@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use lrsweep_proto::spec::{EdgeDescentSpec, SearchSpec};
 
 use super::lattice::{grid_len, span_point};
-use crate::prune::Incumbent;
 use super::outcome::{candidates, CandidateResult, TrialResult};
 use super::recommendation::Recommendation;
 use super::{RoundPlan, Strategy};
+use crate::prune::Incumbent;
 
 /// Where the search is.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,7 +30,9 @@ enum Stage {
     /// larger one.
     Ladder,
     /// Full-budget rates `stride` either side of the best, `stride` halving to 1.
-    Refine { stride: u32 },
+    Refine {
+        stride: u32,
+    },
     Done,
 }
 
@@ -134,7 +136,8 @@ impl EdgeDescent {
                 self.unstable = Some(self.unstable.map_or(i, |u| u.min(i)));
             }
             if full {
-                self.finals.insert(i, c.usable().then_some(c.score).flatten());
+                self.finals
+                    .insert(i, c.usable().then_some(c.score).flatten());
             }
         }
     }
@@ -326,7 +329,11 @@ mod tests {
         let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
         let rec = search.recommendation().unwrap();
         // The largest stable rate is the lattice point just below the edge.
-        let below = grid.iter().copied().filter(|&lr| lr <= 0.37).fold(0.0, f64::max);
+        let below = grid
+            .iter()
+            .copied()
+            .filter(|&lr| lr <= 0.37)
+            .fold(0.0, f64::max);
         assert_eq!(rec.max_stable_lr, below);
         // The best is the lattice point nearest 2e-3 (the score is symmetric in log lr).
         let nearest = grid
@@ -338,7 +345,7 @@ mod tests {
         // Probes train the short budget, everything after the edge the full one; every rate
         // is a lattice point, none at or above a divergence after it was seen.
         let edge_rounds = plans.iter().take_while(|p| p.steps == 50).count();
-        assert!(edge_rounds >= 3 && edge_rounds <= 5, "{plans:#?}");
+        assert!((3..=5).contains(&edge_rounds), "{plans:#?}");
         assert!(plans[edge_rounds..].iter().all(|p| p.steps == 1000));
         for plan in &plans {
             assert!(plan.lrs.iter().all(|lr| grid.contains(lr)), "{plan:?}");
@@ -403,7 +410,14 @@ mod tests {
             let results: Vec<TrialResult> = pa
                 .lrs
                 .iter()
-                .map(|&lr| trial(lr, 0, (lr < 0.2).then_some((lr.ln() + 6.0).abs()), lr >= 0.2))
+                .map(|&lr| {
+                    trial(
+                        lr,
+                        0,
+                        (lr < 0.2).then_some((lr.ln() + 6.0).abs()),
+                        lr >= 0.2,
+                    )
+                })
                 .collect();
             let mut reversed = results.clone();
             reversed.reverse();

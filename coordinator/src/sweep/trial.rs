@@ -134,7 +134,9 @@ impl Trial {
             self.validation.push((p.step, val_loss));
             // Judged at each point that measures one, so the verdict does not depend on how
             // the points were batched.
-            if incumbent.is_some_and(|i| behind(&self.validation, self.budget, i, self.subset.replicate)) {
+            if incumbent
+                .is_some_and(|i| behind(&self.validation, self.budget, i, self.subset.replicate))
+            {
                 return vec![(self.id, PruneReason::BehindIncumbent)];
             }
         }

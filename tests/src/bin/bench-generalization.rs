@@ -103,7 +103,8 @@ const FAMILIES: [Family; 10] = [
             spread: 1.0,
             noise: 0.1,
         },
-        trainer: "model = { kind = \"logistic\" }\noptimizer = { kind = \"sgd\" }\nbatch_size = 32\n",
+        trainer:
+            "model = { kind = \"logistic\" }\noptimizer = { kind = \"sgd\" }\nbatch_size = 32\n",
         steps: 1000,
         standardize: true,
         tuning: true,
@@ -147,7 +148,8 @@ const FAMILIES: [Family; 10] = [
             hidden: 8,
             noise: 0.3,
         },
-        trainer: "model = { kind = \"linear\" }\noptimizer = { kind = \"sgd\" }\nfull_batch = true\n",
+        trainer:
+            "model = { kind = \"linear\" }\noptimizer = { kind = \"sgd\" }\nfull_batch = true\n",
         steps: 300,
         standardize: true,
         tuning: true,
@@ -169,7 +171,8 @@ const FAMILIES: [Family; 10] = [
     Family {
         name: "digits-softmax-adam32",
         data: Data::Digits,
-        trainer: "model = { kind = \"softmax\" }\noptimizer = { kind = \"adam\" }\nbatch_size = 32\n",
+        trainer:
+            "model = { kind = \"softmax\" }\noptimizer = { kind = \"adam\" }\nbatch_size = 32\n",
         steps: 300,
         standardize: true,
         tuning: true,
@@ -467,7 +470,8 @@ fn generate(data: Data, seed: u64) -> Vec<(Vec<f64>, f64)> {
             (0..n)
                 .map(|_| {
                     let x: Vec<f64> = scales.iter().map(|s| s * rng.normal()).collect();
-                    let y = x.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + noise * rng.normal();
+                    let y =
+                        x.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + noise * rng.normal();
                     (x, y)
                 })
                 .collect()
@@ -576,8 +580,11 @@ impl GroundTruth {
             })
             .collect();
         let out = json!({ "seeds": GT_SEEDS, "instances": instances });
-        std::fs::write(&self.path, serde_json::to_string(&out).expect("json") + "\n")
-            .unwrap_or_else(|e| panic!("writing {}: {e}", self.path.display()));
+        std::fs::write(
+            &self.path,
+            serde_json::to_string(&out).expect("json") + "\n",
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", self.path.display()));
     }
 
     fn mean(&self, name: &str, lr: f64) -> Option<f64> {
@@ -832,7 +839,8 @@ fn main() {
             run.seed,
             run.pct,
             run.best_lr.map_or("none".into(), |l| format!("{l:.3e}")),
-            run.max_stable_lr.map_or("none".into(), |l| format!("{l:.3e}")),
+            run.max_stable_lr
+                .map_or("none".into(), |l| format!("{l:.3e}")),
             quality,
             if quality <= HIT { "yes" } else { "no" }
         );
@@ -863,12 +871,17 @@ fn main() {
             "{variant:<12} {:>8} {med_q:>10.4} {worst:>10.4} {med_pct:>10.2} {max_pct:>10.2}",
             format!("{hits}/{}", results.len())
         );
-        summary.push(json!({ "variant": variant, "hits": hits, "runs": results.len(),
+        summary.push(
+            json!({ "variant": variant, "hits": hits, "runs": results.len(),
             "median_quality": finite(med_q), "worst_quality": finite(worst),
-            "median_pct": med_pct, "max_pct": max_pct }));
+            "median_pct": med_pct, "max_pct": max_pct }),
+        );
     }
     let total = started.elapsed().as_secs_f64();
-    println!("bench-generalization ({} set) finished in {total:.0}s", args.set);
+    println!(
+        "bench-generalization ({} set) finished in {total:.0}s",
+        args.set
+    );
     let out = json!({
         "benchmark": "generalization", "set": args.set, "hit_factor": HIT,
         "gt_seeds": GT_SEEDS, "search_seeds": search_seeds,
@@ -876,8 +889,11 @@ fn main() {
         "seconds": total, "curves": curves, "summary": summary, "runs": rows,
     });
     let path = args.out.join(format!("{}.json", args.set));
-    std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json") + "\n")
-        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&out).expect("json") + "\n",
+    )
+    .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     eprintln!("results written to {}", path.display());
 }
 
@@ -889,8 +905,8 @@ fn search(inst: &Instance, seed: u64, variant: &str) -> Run {
         inst.eval_every(),
         inst.trainer_table(seed)
     );
-    let spec = SweepSpec::from_toml_str(&text)
-        .unwrap_or_else(|e| panic!("{variant} spec: {e}\n{text}"));
+    let spec =
+        SweepSpec::from_toml_str(&text).unwrap_or_else(|e| panic!("{variant} spec: {e}\n{text}"));
     let (_, report) = run_in_process(&spec, 2);
     let rec = report.recommendation.as_ref();
     let trials: Vec<Value> = report
