@@ -324,7 +324,8 @@ mod tests {
 
     #[test]
     fn pins_the_edge_to_neighbouring_lattice_points_then_descends_at_the_full_budget() {
-        let mut search = edge_descent("");
+        // Refining down to neighbouring lattice points finds the nearest one exactly.
+        let mut search = edge_descent("finest_stride = 1");
         let plans = drive(&mut search, 2e-3, 0.37);
         let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
         let rec = search.recommendation().unwrap();
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn an_edge_above_the_range_starts_the_ladder_at_max_lr() {
-        let mut search = edge_descent("");
+        let mut search = edge_descent("finest_stride = 1");
         drive(&mut search, 1.0, 1e9);
         let rec = search.recommendation().unwrap();
         assert_eq!(rec.max_stable_lr, 10.0);
