@@ -17,7 +17,7 @@ use lrsweep_proto::spec::{EdgeDescentSpec, SearchSpec};
 
 use super::lattice::{grid_len, span_point};
 use super::outcome::{candidates, CandidateResult, TrialResult};
-use super::recommendation::Recommendation;
+use super::recommendation::{Confidence, Recommendation, FLAT};
 use super::{RoundPlan, Strategy};
 use crate::prune::Incumbent;
 
@@ -235,6 +235,36 @@ impl EdgeDescent {
     }
 }
 
+impl EdgeDescent {
+    /// How flat the full-budget loss is around `best` (scoring `score`), from the rates trained
+    /// at that budget below every divergence.
+    fn confidence(&self, best: u32, score: f64) -> Confidence {
+        let below = self.unstable.unwrap_or(self.n);
+        let scored: Vec<(u32, f64)> = self
+            .finals
+            .range(..below)
+            .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .collect();
+        let flat: Vec<u32> = scored
+            .iter()
+            .filter(|(_, s)| *s <= score + score.abs() * FLAT)
+            .map(|&(i, _)| i)
+            .collect();
+        let ratio = |s: Option<&(u32, f64)>| s.map(|&(_, s)| s / score);
+        Confidence {
+            flat_from: self.lr(flat.iter().copied().min().unwrap_or(best)),
+            flat_to: self.lr(flat.iter().copied().max().unwrap_or(best)),
+            below_ratio: ratio(scored.iter().rev().find(|(i, _)| *i < best)),
+            above_ratio: ratio(scored.iter().find(|(i, _)| *i > best)),
+            at_range_end: match best {
+                0 => Some("min_lr"),
+                b if b == self.n - 1 => Some("max_lr"),
+                _ => None,
+            },
+        }
+    }
+}
+
 impl Strategy for EdgeDescent {
     fn first_round(&mut self) -> RoundPlan {
         *self = EdgeDescent::new(&self.search, &self.spec);
@@ -270,11 +300,10 @@ impl Strategy for EdgeDescent {
     fn recommendation(&self) -> Option<Recommendation> {
         let (best, score) = self.best()?;
         let max_stable = self.top_stable().unwrap_or(best).max(best);
-        Some(Recommendation::new(
-            self.lr(best),
-            score,
-            self.lr(max_stable),
-        ))
+        Some(Recommendation {
+            confidence: Some(self.confidence(best, score)),
+            ..Recommendation::new(self.lr(best), score, self.lr(max_stable))
+        })
     }
 
     fn report(&self) -> serde_json::Value {
@@ -363,6 +392,18 @@ mod tests {
         let rec = search.recommendation().unwrap();
         assert_eq!(rec.max_stable_lr, 10.0);
         assert!((rec.best_lr / 1.0).ln().abs() < 1.25f64.ln(), "{rec:?}");
+        let confidence = rec.confidence.unwrap();
+        assert_eq!(confidence.at_range_end, None);
+        assert!(confidence.flat_from <= rec.best_lr && rec.best_lr <= confidence.flat_to);
+        assert!(confidence.below_ratio.unwrap() > 1.0 && confidence.above_ratio.unwrap() > 1.0);
+
+        // The best at the top of the range: the report says to extend max_lr.
+        let mut search = edge_descent("finest_stride = 1");
+        drive(&mut search, 1e3, 1e9);
+        let confidence = search.recommendation().unwrap().confidence.unwrap();
+        assert_eq!(confidence.at_range_end, Some("max_lr"));
+        assert_eq!(confidence.above_ratio, None);
+        assert!(confidence.sentence().contains("extend max_lr"));
     }
 
     #[test]

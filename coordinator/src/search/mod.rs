@@ -24,7 +24,7 @@ pub use edge_descent::EdgeDescent;
 pub use lattice::decade_grid;
 pub use lr_range::RangeTest;
 pub use outcome::{CandidateResult, CurvePoint, ReplicateOutcome, TrialResult, TrialStatus};
-pub use recommendation::{HypergradientOutcome, Recommendation};
+pub use recommendation::{Confidence, HypergradientOutcome, Recommendation};
 pub use single_round::SingleRound;
 
 /// A search the sweep drives round by round, whatever the strategy.
