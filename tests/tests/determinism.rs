@@ -12,7 +12,8 @@ const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
 /// Digits with a one-hidden-layer MLP: a full-budget trial takes long enough (a few hundred
-/// milliseconds) to be under way when its worker is killed.
+/// milliseconds) to be under way when its worker is killed. Three ladder rates per round, so
+/// that each of three workers gets a full-budget trial.
 const SPEC: &str = r#"
 [search]
 strategy = "edge-descent"
@@ -20,6 +21,7 @@ min_lr = 1e-4
 max_lr = 10.0
 rounds = 2
 steps = [30, 300]
+ladder_width = 3
 eval_every = 20
 
 [trainer]
