@@ -234,6 +234,9 @@ impl Report {
             "cyclical range   {:.4e} .. {:.4e}",
             rec.suggested_min_lr, rec.suggested_max_lr
         );
+        if let Some(confidence) = &rec.confidence {
+            let _ = writeln!(out, "confidence       {}", confidence.sentence());
+        }
         if let Some(hd) = &rec.hypergradient {
             let _ = writeln!(
                 out,

@@ -58,6 +58,13 @@ fn check_accepted(spec: &SweepSpec) -> Result<(), TestCaseError> {
         }
         StrategySpec::Random(r) => prop_assert!(r.random_trials >= 1),
         StrategySpec::Grid(g) => prop_assert!(g.resolution.is_finite() && g.resolution > 1.0),
+        StrategySpec::EdgeDescent(e) => prop_assert!(
+            e.resolution.is_finite()
+                && e.resolution > 1.0
+                && e.edge_probes >= 1
+                && e.ladder_stride >= 1
+                && e.ladder_width >= 1
+        ),
         StrategySpec::CoarseToFine(_) => {}
     }
     let p = &spec.pruning;

@@ -1,6 +1,7 @@
 //! A test cluster of real processes on loopback: one coordinator on an ephemeral port and any
 //! number of workers, with their JSON logs captured for assertions.
 
+pub mod bench_support;
 pub mod chaos;
 pub mod fuzz;
 pub mod local;

@@ -10,16 +10,20 @@ pub enum PruneReason {
     Dominated,
     /// A smaller rate diverged, so by monotone stability this one would too.
     CancelledByMonotonicity,
+    /// Clearly behind the round's incumbent (a finished earlier trial) at the same step, with
+    /// too little left to catch up even at its current rate of improvement.
+    BehindIncumbent,
 }
 
 impl PruneReason {
-    pub const ALL: [PruneReason; 6] = [
+    pub const ALL: [PruneReason; 7] = [
         PruneReason::Nan,
         PruneReason::Diverged,
         PruneReason::Rung,
         PruneReason::Median,
         PruneReason::Dominated,
         PruneReason::CancelledByMonotonicity,
+        PruneReason::BehindIncumbent,
     ];
 
     pub const fn as_str(&self) -> &'static str {
@@ -30,6 +34,7 @@ impl PruneReason {
             PruneReason::Median => "median",
             PruneReason::Dominated => "dominated",
             PruneReason::CancelledByMonotonicity => "cancelled-by-monotonicity",
+            PruneReason::BehindIncumbent => "behind-incumbent",
         }
     }
 
@@ -81,5 +86,10 @@ mod tests {
         assert!(PruneReason::CancelledByMonotonicity.shows_instability());
         assert!(PruneReason::Diverged.shows_instability());
         assert!(!PruneReason::Dominated.shows_instability());
+        assert_eq!(
+            PruneReason::parse("behind-incumbent"),
+            Some(PruneReason::BehindIncumbent)
+        );
+        assert!(!PruneReason::BehindIncumbent.shows_instability());
     }
 }

@@ -69,6 +69,7 @@ impl CoarseToFine {
             replicates: self.search.replicates,
             schedule: None,
             optimizer: None,
+            incumbent: None,
         }
     }
 
@@ -202,6 +203,7 @@ impl CoarseToFine {
             replicates: self.search.replicates,
             schedule: None,
             optimizer: Some(optimizer),
+            incumbent: None,
         })
     }
 }
@@ -396,6 +398,7 @@ mod tests {
                 diverged: false,
                 score: c.score,
                 curve: Vec::new(),
+                validation: Vec::new(),
             })
             .collect();
         let stage = Strategy::next_round(&mut search, &results).expect("the stage");
@@ -422,6 +425,7 @@ mod tests {
                     smoothed: 0.5,
                 },
             ],
+            validation: Vec::new(),
         };
         assert!(Strategy::next_round(&mut search, &[run(0, 0.1), run(1, 0.3)]).is_none());
         let outcome = search.recommendation().unwrap().hypergradient.unwrap();

@@ -378,6 +378,7 @@ mod tests {
             diverged,
             score: None,
             curve,
+            validation: Vec::new(),
         }
     }
 

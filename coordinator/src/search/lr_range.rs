@@ -68,6 +68,7 @@ impl Strategy for RangeTest {
                 ramp: self.spec.ramp,
             }),
             optimizer: None,
+            incumbent: None,
         }
     }
 
@@ -152,6 +153,7 @@ mod tests {
             diverged: status == TrialStatus::Pruned,
             score: None,
             curve,
+            validation: Vec::new(),
         }
     }
 

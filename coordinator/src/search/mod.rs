@@ -3,6 +3,7 @@
 //! lattice arithmetic, the round outcomes and the range test's curve analysis beside them.
 
 mod coarse_to_fine;
+mod edge_descent;
 mod lattice;
 pub mod loss_curve;
 mod lr_range;
@@ -16,11 +17,14 @@ use lrsweep_proto::domain::{OptimizerSpec, ScheduleSpec};
 use lrsweep_proto::spec::{StrategySpec, SweepSpec};
 use serde::Serialize;
 
+use crate::prune::Incumbent;
+
 pub use coarse_to_fine::CoarseToFine;
+pub use edge_descent::EdgeDescent;
 pub use lattice::decade_grid;
 pub use lr_range::RangeTest;
 pub use outcome::{CandidateResult, CurvePoint, ReplicateOutcome, TrialResult, TrialStatus};
-pub use recommendation::{HypergradientOutcome, Recommendation};
+pub use recommendation::{Confidence, HypergradientOutcome, Recommendation};
 pub use single_round::SingleRound;
 
 /// A search the sweep drives round by round, whatever the strategy.
@@ -51,6 +55,7 @@ pub fn build_strategy(spec: &SweepSpec) -> Box<dyn Strategy> {
     let search = &spec.search;
     match &search.strategy {
         StrategySpec::CoarseToFine(c) => Box::new(CoarseToFine::new(search, c)),
+        StrategySpec::EdgeDescent(e) => Box::new(EdgeDescent::new(search, e)),
         StrategySpec::RangeTest(r) => Box::new(RangeTest::new(search, r)),
         StrategySpec::Grid(g) => Box::new(SingleRound::grid(search, g)),
         StrategySpec::Random(r) => Box::new(SingleRound::random(search, r)),
@@ -71,6 +76,9 @@ pub struct RoundPlan {
     pub schedule: Option<ScheduleSpec>,
     /// The optimizer every trial of the round trains with; None keeps the trainer's own.
     pub optimizer: Option<OptimizerSpec>,
+    /// A finished trial of an earlier round, same budget and data: a trial clearly behind it at
+    /// the same step is stopped (prune/incumbent.rs).
+    pub incumbent: Option<Incumbent>,
 }
 
 #[cfg(test)]
@@ -102,6 +110,7 @@ mod tests {
                     ramp: Ramp::Exponential
                 }),
                 optimizer: None,
+                incumbent: None,
             }
         );
         assert!(!range.uses_rungs());

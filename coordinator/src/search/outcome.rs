@@ -63,6 +63,9 @@ pub struct TrialResult {
     /// (step, lr actually used, smoothed training loss) for every point received, in step
     /// order — needed by the range test.
     pub curve: Vec<CurvePoint>,
+    /// (step, validation loss) of every point that measured one, in step order: what a later
+    /// round's candidates are held against (edge descent's incumbent).
+    pub validation: Vec<(u64, f64)>,
 }
 
 impl TrialResult {

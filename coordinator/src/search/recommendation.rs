@@ -24,6 +24,46 @@ pub struct Recommendation {
     /// The hypergradient stage (`search.hypergradient`), once it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hypergradient: Option<HypergradientOutcome>,
+    /// How sure the pick is (edge descent): how flat the loss is around it, and whether it lies
+    /// at an end of the range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+}
+
+/// Losses within this share of the best's count as as good.
+pub const FLAT: f64 = 0.02;
+
+/// How flat the full-budget loss is around the pick, from the rates trained at that budget.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Confidence {
+    /// The smallest and largest rate trained whose loss is within 2% of the best's: a wide span
+    /// is a flat optimum (any rate in it does as well; a small error in the pick costs little).
+    pub flat_from: f64,
+    pub flat_to: f64,
+    /// The loss of the nearest rates trained below and above the pick, over the pick's.
+    pub below_ratio: Option<f64>,
+    pub above_ratio: Option<f64>,
+    /// "min_lr" or "max_lr" when the pick is the lowest or highest rate of the range: the best
+    /// may lie beyond it, so extend that end.
+    pub at_range_end: Option<&'static str>,
+}
+
+impl Confidence {
+    /// One sentence for the text summary and the HTML page.
+    pub fn sentence(&self) -> String {
+        let ratio = |r: Option<f64>| r.map_or("not trained".to_string(), |r| format!("{r:.3}x"));
+        let mut text = format!(
+            "rates {:.3e} .. {:.3e} are within 2% of the best; the nearest rate below scores {},              above {}",
+            self.flat_from,
+            self.flat_to,
+            ratio(self.below_ratio),
+            ratio(self.above_ratio)
+        );
+        if let Some(end) = self.at_range_end {
+            text += &format!("; the best lies at the range's end: extend {end} and search again");
+        }
+        text
+    }
 }
 
 /// Where a hypergradient optimizer took the rate when started from the best fixed rate.
@@ -70,6 +110,7 @@ impl Recommendation {
             steep_lr: None,
             valley_lr: None,
             hypergradient: None,
+            confidence: None,
         }
     }
 }

@@ -51,6 +51,7 @@ impl SingleRound {
                 replicates: search.replicates,
                 schedule: None,
                 optimizer: None,
+                incumbent: None,
             },
             results: Vec::new(),
         }

@@ -71,6 +71,7 @@ pub(crate) fn trial(lr: f64, replicate: u32, score: Option<f64>, diverged: bool)
         diverged,
         score,
         curve: Vec::new(),
+        validation: Vec::new(),
     }
 }
 

@@ -205,6 +205,7 @@ impl Sweep {
                     error: None,
                     monitor: TraceMonitor::new(&spec.pruning),
                     curve: Vec::new(),
+                    validation: Vec::new(),
                     settled_loss: None,
                 });
                 queue.push_back(id);
@@ -498,7 +499,7 @@ impl Sweep {
             return Ok(Vec::new());
         }
         let rungs = self.round.uses_rungs.then_some(&mut self.round.rungs);
-        let verdicts = trial.judge(points, rungs);
+        let verdicts = trial.judge(points, rungs, self.round.plan.incumbent.as_ref());
         let mut commands = Vec::new();
         for &(id, reason) in &verdicts {
             // A condemned larger rate may have finished meanwhile.

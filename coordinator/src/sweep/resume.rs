@@ -59,7 +59,7 @@ impl Sweep {
         trial.steps = record.points.last().map_or(0, |p| p.step);
         for p in &record.points {
             let rungs = uses_rungs.then_some(&mut self.round.rungs);
-            trial.observe(p, rungs);
+            trial.observe(p, rungs, self.round.plan.incumbent.as_ref());
         }
         if trial.status != TrialStatus::Queued {
             self.queue.retain(|&q| q != id);

@@ -6,7 +6,7 @@ use lrsweep_proto::domain::{
 use lrsweep_proto::spec::PruningSpec;
 
 use super::WorkerId;
-use crate::prune::{PruneReason, RungBoard, TraceMonitor};
+use crate::prune::{behind, Incumbent, PruneReason, RungBoard, TraceMonitor};
 use crate::search::{CurvePoint, TrialResult, TrialStatus};
 
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct Trial {
     pub(super) monitor: TraceMonitor,
     /// (step, lr, smoothed loss) of the current attempt, for strategies that read the curve.
     pub(super) curve: Vec<CurvePoint>,
+    /// (step, validation loss) of the current attempt.
+    pub(super) validation: Vec<(u64, f64)>,
     /// The last smoothed training loss when the trial was stopped or failed: points that arrive
     /// after a stop order count as work but are not judged, so they must not move it.
     pub(super) settled_loss: Option<f64>,
@@ -68,6 +70,7 @@ impl Trial {
                 _ => None,
             },
             curve: self.curve.clone(),
+            validation: self.validation.clone(),
         }
     }
 
@@ -97,16 +100,17 @@ impl Trial {
     }
 
     /// Feeds points (in step order) to the trial's monitor, curve and, when given, the round's
-    /// rung table, up to the first verdict on this trial. Returns every verdict: on this trial,
-    /// and on larger rates of the round its values condemned (the dominated rule).
+    /// rung table and incumbent, up to the first verdict on this trial. Returns every verdict: on
+    /// this trial, and on larger rates of the round its values condemned (the dominated rule).
     pub(super) fn judge(
         &mut self,
         points: &[TracePoint],
         mut rungs: Option<&mut RungBoard>,
+        incumbent: Option<&Incumbent>,
     ) -> Vec<(TrialId, PruneReason)> {
         let mut verdicts = Vec::new();
         for p in points {
-            verdicts.extend(self.observe(p, rungs.as_deref_mut()));
+            verdicts.extend(self.observe(p, rungs.as_deref_mut(), incumbent));
             if verdicts.iter().any(|&(id, _)| id == self.id) {
                 break;
             }
@@ -121,9 +125,20 @@ impl Trial {
         &mut self,
         p: &TracePoint,
         rungs: Option<&mut RungBoard>,
+        incumbent: Option<&Incumbent>,
     ) -> Vec<(TrialId, PruneReason)> {
         if let Some(reason) = self.monitor.observe(p) {
             return vec![(self.id, reason)];
+        }
+        if let Some(val_loss) = p.val_loss {
+            self.validation.push((p.step, val_loss));
+            // Judged at each point that measures one, so the verdict does not depend on how
+            // the points were batched.
+            if incumbent
+                .is_some_and(|i| behind(&self.validation, self.budget, i, self.subset.replicate))
+            {
+                return vec![(self.id, PruneReason::BehindIncumbent)];
+            }
         }
         if let Some(smoothed) = self.monitor.smoothed() {
             self.curve.push(CurvePoint {
@@ -145,6 +160,7 @@ impl Trial {
         self.steps = 0;
         self.monitor = TraceMonitor::new(pruning);
         self.curve.clear();
+        self.validation.clear();
     }
 }
 

@@ -109,6 +109,9 @@ pub fn sentence(report: &Report, rates: usize) -> String {
         number(rec.max_stable_lr),
         range(rec.suggested_min_lr, rec.suggested_max_lr)
     );
+    if let Some(confidence) = &rec.confidence {
+        let _ = write!(text, " Confidence: {}.", confidence.sentence());
+    }
     if let Some(hd) = &rec.hypergradient {
         let _ = write!(
             text,
@@ -278,6 +281,7 @@ mod tests {
             steep_lr: None,
             valley_lr: None,
             hypergradient: None,
+            confidence: None,
         }
     }
 

@@ -16,7 +16,9 @@ use crate::domain::{InvalidField, Trainer};
 
 pub use pruning::{PruningSpec, RungRule};
 pub use search::SearchSpec;
-pub use strategy::{CoarseToFineSpec, GridSpec, RandomSpec, RangeTestSpec, StrategySpec};
+pub use strategy::{
+    CoarseToFineSpec, EdgeDescentSpec, GridSpec, RandomSpec, RangeTestSpec, StrategySpec,
+};
 
 /// Most entries of a count that sizes a round (rounds, candidates, replicates, shards).
 const MAX_PER_LIST: u32 = 1_000;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{OptimizerSpec, Ramp, Trainer};
 
-use super::strategy::{CoarseToFineSpec, GridSpec, RandomSpec, RangeTestSpec, StrategySpec};
+use super::strategy::{
+    CoarseToFineSpec, EdgeDescentSpec, GridSpec, RandomSpec, RangeTestSpec, StrategySpec,
+};
 use super::{check, invalid, SpecResult, MAX_PER_LIST};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +65,7 @@ impl SearchSpec {
         match &self.strategy {
             StrategySpec::CoarseToFine(c) => Some(c),
             StrategySpec::RangeTest(r) => r.refine.as_ref(),
-            StrategySpec::Grid(_) | StrategySpec::Random(_) => None,
+            StrategySpec::EdgeDescent(_) | StrategySpec::Grid(_) | StrategySpec::Random(_) => None,
         }
     }
 
@@ -130,6 +132,7 @@ impl SearchSpec {
         }
         match &self.strategy {
             StrategySpec::CoarseToFine(c) => c.validate(trainer),
+            StrategySpec::EdgeDescent(e) => e.validate(self.min_lr, self.max_lr),
             StrategySpec::RangeTest(r) => r.validate(self.rounds, trainer),
             StrategySpec::Grid(g) => g.validate(self.min_lr, self.max_lr),
             StrategySpec::Random(r) => r.validate(),
@@ -184,6 +187,7 @@ fn check_round_list<T: PartialOrd>(
 pub(crate) enum StrategyName {
     #[default]
     CoarseToFine,
+    EdgeDescent,
     RangeTest,
     Grid,
     Random,
@@ -194,6 +198,7 @@ impl StrategyName {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             StrategyName::CoarseToFine => "coarse-to-fine",
+            StrategyName::EdgeDescent => "edge-descent",
             StrategyName::RangeTest => "range-test",
             StrategyName::Grid => "grid",
             StrategyName::Random => "random",
@@ -203,6 +208,7 @@ impl StrategyName {
     pub(crate) fn of(strategy: &StrategySpec) -> StrategyName {
         match strategy {
             StrategySpec::CoarseToFine(_) => StrategyName::CoarseToFine,
+            StrategySpec::EdgeDescent(_) => StrategyName::EdgeDescent,
             StrategySpec::RangeTest(_) => StrategyName::RangeTest,
             StrategySpec::Grid(_) => StrategyName::Grid,
             StrategySpec::Random(_) => StrategyName::Random,
@@ -240,6 +246,17 @@ pub(crate) struct SearchTable {
     final_above: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hypergradient: Option<OptimizerSpec>,
+    // edge-descent
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edge_probes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ladder_stride: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ladder_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ladder_patience: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finest_stride: Option<u32>,
     // range test
     #[serde(skip_serializing_if = "Option::is_none")]
     range_steps: Option<u64>,
@@ -282,6 +299,7 @@ impl SearchTable {
         let grid = name == StrategyName::Grid;
         let range = name == StrategyName::RangeTest;
         let random = name == StrategyName::Random;
+        let edge = name == StrategyName::EdgeDescent;
         let s = name.as_str();
         let c2f_fields = "strategy coarse-to-fine (or range-test with refine = true)";
         let candidates = take(
@@ -294,8 +312,8 @@ impl SearchTable {
         let resolution = take(
             self.resolution,
             "resolution",
-            c2f || grid,
-            "strategies coarse-to-fine and grid (or range-test with refine = true)",
+            c2f || grid || edge,
+            "strategies coarse-to-fine, edge-descent and grid (or range-test with refine = true)",
             s,
         )?;
         let final_below = take(self.final_below, "final_below", c2f, c2f_fields, s)?;
@@ -319,6 +337,18 @@ impl SearchTable {
             s,
         )?;
         let seed = take(self.seed, "seed", random, "strategy random", s)?;
+        let edge_fields = "strategy edge-descent";
+        let edge_probes = take(self.edge_probes, "edge_probes", edge, edge_fields, s)?;
+        let ladder_stride = take(self.ladder_stride, "ladder_stride", edge, edge_fields, s)?;
+        let ladder_width = take(self.ladder_width, "ladder_width", edge, edge_fields, s)?;
+        let ladder_patience = take(
+            self.ladder_patience,
+            "ladder_patience",
+            edge,
+            edge_fields,
+            s,
+        )?;
+        let finest_stride = take(self.finest_stride, "finest_stride", edge, edge_fields, s)?;
 
         let coarse_to_fine = || {
             let c = CoarseToFineSpec::default();
@@ -332,6 +362,17 @@ impl SearchTable {
         };
         let strategy = match name {
             StrategyName::CoarseToFine => StrategySpec::CoarseToFine(coarse_to_fine()),
+            StrategyName::EdgeDescent => {
+                let e = EdgeDescentSpec::default();
+                StrategySpec::EdgeDescent(EdgeDescentSpec {
+                    resolution: resolution.unwrap_or(e.resolution),
+                    edge_probes: edge_probes.unwrap_or(e.edge_probes),
+                    ladder_stride: ladder_stride.unwrap_or(e.ladder_stride),
+                    ladder_width: ladder_width.unwrap_or(e.ladder_width),
+                    ladder_patience: ladder_patience.unwrap_or(e.ladder_patience),
+                    finest_stride: finest_stride.unwrap_or(e.finest_stride),
+                })
+            }
             StrategyName::RangeTest => {
                 let r = RangeTestSpec::default();
                 StrategySpec::RangeTest(RangeTestSpec {
@@ -398,6 +439,14 @@ impl From<&SearchSpec> for SearchTable {
                 if let Some(c) = &r.refine {
                     coarse_to_fine(&mut table, c);
                 }
+            }
+            StrategySpec::EdgeDescent(e) => {
+                table.resolution = Some(e.resolution);
+                table.edge_probes = Some(e.edge_probes);
+                table.ladder_stride = Some(e.ladder_stride);
+                table.ladder_width = Some(e.ladder_width);
+                table.ladder_patience = Some(e.ladder_patience);
+                table.finest_stride = Some(e.finest_stride);
             }
             StrategySpec::Grid(g) => {
                 table.resolution = Some(g.resolution);

@@ -10,6 +10,9 @@ use super::{check, SpecResult, MAX_PER_LIST, MAX_RATES};
 pub enum StrategySpec {
     /// Decade grid first, then finer log-spaced grids around the best rate (method.md §1).
     CoarseToFine(CoarseToFineSpec),
+    /// The stability edge by bisection at the first round's budget, then a ladder of rates at
+    /// the last round's budget from the edge down, refined around its best (method.md §7).
+    EdgeDescent(EdgeDescentSpec),
     /// LR range test (method.md §2), optionally refined coarse-to-fine.
     RangeTest(RangeTestSpec),
     /// One round: log-spaced rates from `min_lr` to `max_lr`, neighbours at most `resolution`
@@ -101,6 +104,56 @@ impl CoarseToFineSpec {
             let field = e.field.trim_start_matches("optimizer.");
             super::invalid(format!("search.hypergradient.{field}"), e.reason)
         })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeDescentSpec {
+    /// The rates tried are the grid strategy's lattice at this ratio.
+    pub resolution: f64,
+    /// Rates per round of the edge bisection: each round cuts the bracket into this many + 1.
+    pub edge_probes: u32,
+    /// Lattice steps between the ladder's rates below the edge; refining halves it down to 1.
+    pub ladder_stride: u32,
+    /// Ladder rates per round (and the two sides of each refinement).
+    pub ladder_width: u32,
+    /// The ladder goes on down while its best rate is among its lowest this many: one rate
+    /// worse than a larger one may be noise, or a dip between two basins.
+    pub ladder_patience: u32,
+    /// Refinement stops after the rates this many lattice steps either side of the best.
+    pub finest_stride: u32,
+}
+
+impl Default for EdgeDescentSpec {
+    fn default() -> Self {
+        EdgeDescentSpec {
+            resolution: 1.25,
+            edge_probes: 3,
+            ladder_stride: 6,
+            ladder_width: 2,
+            ladder_patience: 3,
+            finest_stride: 2,
+        }
+    }
+}
+
+impl EdgeDescentSpec {
+    pub(crate) fn validate(&self, min_lr: f64, max_lr: f64) -> SpecResult {
+        GridSpec {
+            resolution: self.resolution,
+        }
+        .validate(min_lr, max_lr)?;
+        for (value, field) in [
+            (self.edge_probes, "search.edge_probes"),
+            (self.ladder_stride, "search.ladder_stride"),
+            (self.ladder_width, "search.ladder_width"),
+            (self.ladder_patience, "search.ladder_patience"),
+            (self.finest_stride, "search.finest_stride"),
+        ] {
+            check(value >= 1, field, "must be at least 1")?;
+            check(value <= MAX_PER_LIST, field, "must be at most 1000")?;
+        }
+        Ok(())
     }
 }
 

@@ -374,3 +374,22 @@ fn command_trainers_parse_and_refuse_what_they_cannot_do() {
         "search.hypergradient"
     );
 }
+
+#[test]
+fn edge_descent_example_spells_out_its_defaults_and_other_fields_are_refused() {
+    let spec =
+        SweepSpec::from_toml_str(include_str!("../../../examples/edge-descent.toml")).unwrap();
+    assert_eq!(
+        spec.search.strategy,
+        StrategySpec::EdgeDescent(EdgeDescentSpec::default())
+    );
+    assert_eq!(spec.search.steps, vec![50, 1000]);
+    spec.validate().unwrap();
+    let refused = |text: &str| SweepSpec::from_toml_str(text).unwrap_err().to_string();
+    let e = refused("[search]\nstrategy = \"edge-descent\"\nfinal_below = 2\n");
+    assert!(e.contains("search.final_below"), "{e}");
+    let e = refused("[search]\nstrategy = \"coarse-to-fine\"\nladder_stride = 2\n");
+    assert!(e.contains("belongs to strategy edge-descent"), "{e}");
+    let e = refused("[search]\nstrategy = \"edge-descent\"\nedge_probes = 0\n");
+    assert!(e.contains("search.edge_probes"), "{e}");
+}

@@ -20,7 +20,6 @@
 //! including the ground-truth curves and the one-trial spec files the Optuna peer
 //! (bench/optuna_peer.py) trains with, to `--out`. Run by bench/run-search-bench.sh.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,9 +29,10 @@ use std::time::Instant;
 use lrsweep_coordinator::report::Report;
 use lrsweep_coordinator::search::build_strategy;
 use lrsweep_proto::spec::SweepSpec;
+use lrsweep_tests::bench_support::{full_loss, median};
 use lrsweep_tests::local::run_in_process;
 use lrsweep_worker::one_trial::OneTrial;
-use lrsweep_worker::trainer::{run_trial, PreparedData};
+use lrsweep_worker::trainer::PreparedData;
 use serde_json::{json, Value};
 
 /// A recommended rate within this factor of the grid's best loss is a hit.
@@ -287,30 +287,6 @@ impl Problem {
     }
 }
 
-/// Validation loss after a full-budget run at `lr` on the whole training split (+inf if not
-/// finite). Stops a run as soon as its training loss is not finite: its end would be NaN.
-fn full_loss(trial: &OneTrial, data: &Arc<PreparedData>, lr: f64) -> f64 {
-    let mut assignment = trial.assignment(lr);
-    // Only the final validation loss is needed; evaluation does not change training.
-    assignment.eval_every = assignment.steps;
-    let blown = Cell::new(false);
-    let mut last = f64::NAN;
-    let run = run_trial(&assignment, data.clone(), &|| blown.get(), &mut |p| {
-        if !p.train_loss.is_finite() {
-            blown.set(true);
-        }
-        if let Some(v) = p.val_loss {
-            last = v;
-        }
-    })
-    .unwrap_or_else(|e| panic!("full-budget run at {lr}: {e}"));
-    if run.stopped || !last.is_finite() {
-        f64::INFINITY
-    } else {
-        last
-    }
-}
-
 /// `full_loss` at every rate, on `threads` threads.
 fn full_losses(
     trial: &OneTrial,
@@ -344,19 +320,6 @@ fn finite(v: f64) -> Value {
         json!(v)
     } else {
         Value::Null
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 use lrsweep_proto::domain::{
     Activation, ModelSpec, OptimizerSpec, Subset, TrainerConfig, TrialAssignment,
 };
+use lrsweep_tests::bench_support::median;
 use lrsweep_worker::trainer::{PreparedData, Trainer};
 
 const HIDDEN: [u32; 2] = [64, 64];
@@ -117,17 +118,6 @@ fn run(data: &Arc<PreparedData>, args: &Args) -> (f64, f64) {
     (args.steps as f64 / seconds, tail_loss / tail.max(1) as f64)
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let args = parse_args();
     let data = Arc::new(PreparedData::prepare(&config()).expect("bundled digits"));
@@ -139,7 +129,7 @@ fn main() {
         loss = tail_loss;
     }
     let out = serde_json::json!({
-        "rust_steps_per_s": median(&rates),
+        "rust_steps_per_s": median(&mut rates.clone()),
         "reps_steps_per_s": rates,
         "steps": args.steps,
         "warmup": args.warmup,

@@ -1,0 +1,474 @@
+//! Edge descent (method.md §7): find the stability edge first, by bisection at a short budget,
+//! then walk down from it at the full budget and refine around the best rate.
+//!
+//! Every rate is a point of the grid strategy's lattice (`min_lr`..`max_lr` at `resolution`),
+//! so the answer is one an exhaustive grid would have trained. Stability is monotone in the
+//! rate and divergence shows within a few steps, so the edge costs little; the best rate for
+//! the full budget lies at or below it, often far below on problems that overfit, which is why
+//! every candidate after the edge trains the full budget (short runs favour large rates).
+//!
+//! No rung pruning: a trial ends early only when its own trace diverges. What a round returns
+//! then depends on the rates and the trainer alone, not on which trial reached a milestone
+//! first, so the recommendation is the same with any number of workers at any speeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lrsweep_proto::spec::{EdgeDescentSpec, SearchSpec};
+
+use super::lattice::{grid_len, span_point};
+use super::outcome::{candidates, CandidateResult, TrialResult};
+use super::recommendation::{Confidence, Recommendation, FLAT};
+use super::{RoundPlan, Strategy};
+use crate::prune::Incumbent;
+
+/// Where the search is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stage {
+    /// Bisecting the stability edge at the first round's budget.
+    Edge,
+    /// Full-budget rates `ladder_stride` apart, from the edge down, until one is worse than a
+    /// larger one.
+    Ladder,
+    /// Full-budget rates `stride` either side of the best, `stride` halving to 1.
+    Refine {
+        stride: u32,
+    },
+    Done,
+}
+
+pub struct EdgeDescent {
+    search: SearchSpec,
+    spec: EdgeDescentSpec,
+    /// Lattice points.
+    n: u32,
+    round: u32,
+    stage: Stage,
+    /// Lattice indices shown stable (trained a budget to its end without diverging).
+    stable: BTreeSet<u32>,
+    /// Smallest lattice index that diverged at any budget (or could not be trained).
+    unstable: Option<u32>,
+    /// Full-budget results by lattice index: the score, None when not usable.
+    finals: BTreeMap<u32, Option<f64>>,
+    /// Validation losses of the usable full-budget rates, per replicate: the incumbent's.
+    validation: BTreeMap<u32, Vec<Vec<(u64, f64)>>>,
+    /// The ladder's top rate: the largest stable one when the ladder started.
+    top: Option<u32>,
+}
+
+impl EdgeDescent {
+    pub fn new(search: &SearchSpec, spec: &EdgeDescentSpec) -> EdgeDescent {
+        EdgeDescent {
+            n: grid_len(search.min_lr, search.max_lr, spec.resolution),
+            search: search.clone(),
+            spec: spec.clone(),
+            round: 0,
+            stage: Stage::Edge,
+            stable: BTreeSet::new(),
+            unstable: None,
+            finals: BTreeMap::new(),
+            validation: BTreeMap::new(),
+            top: None,
+        }
+    }
+
+    fn lr(&self, i: u32) -> f64 {
+        span_point(self.search.min_lr, self.search.max_lr, self.n, i)
+    }
+
+    /// The lattice index of a rate this strategy planned.
+    fn index(&self, lr: f64) -> u32 {
+        let step = (self.search.max_lr / self.search.min_lr).ln() / f64::from(self.n - 1);
+        let at = ((lr / self.search.min_lr).ln() / step).round();
+        (at.max(0.0) as u32).min(self.n - 1)
+    }
+
+    /// A round on `indices`; at the full budget it is held against the best rate so far.
+    fn plan(&mut self, indices: BTreeSet<u32>, full: bool) -> RoundPlan {
+        let round = if full { self.search.last_round() } else { 0 };
+        let incumbent = self.best().filter(|_| full).map(|(i, score)| Incumbent {
+            lr: self.lr(i),
+            score,
+            validation: self.validation.get(&i).cloned().unwrap_or_default(),
+        });
+        let plan = RoundPlan {
+            round: self.round,
+            lrs: indices.iter().map(|&i| self.lr(i)).collect(),
+            steps: self.search.round_steps(round),
+            data_fraction: self.search.round_fraction(round),
+            replicates: self.search.replicates,
+            schedule: None,
+            optimizer: None,
+            incumbent,
+        };
+        self.round += 1;
+        plan
+    }
+
+    /// Largest index shown stable below every divergence.
+    fn top_stable(&self) -> Option<u32> {
+        let below = self.unstable.unwrap_or(self.n);
+        self.stable.range(..below).next_back().copied()
+    }
+
+    /// The next bisection round, or None once the edge is pinned to neighbouring lattice
+    /// points (or lies outside the range).
+    fn edge_round(&mut self) -> Option<RoundPlan> {
+        let lo = self.top_stable().map_or(-1, i64::from);
+        let hi = i64::from(self.unstable.unwrap_or(self.n));
+        if hi - lo <= 1 {
+            return None;
+        }
+        let k = i64::from(self.spec.edge_probes).min(hi - lo - 1);
+        let probes: BTreeSet<u32> = (1..=k)
+            .map(|j| (lo + ((hi - lo) * j + (k + 1) / 2) / (k + 1)).clamp(lo + 1, hi - 1) as u32)
+            .collect();
+        Some(self.plan(probes, false))
+    }
+
+    /// Records a round's candidates: stability always, scores when `full`.
+    fn record(&mut self, results: &[CandidateResult], full: bool) {
+        for c in results {
+            let i = self.index(c.lr);
+            if c.usable() {
+                self.stable.insert(i);
+            } else if c.diverged || !full {
+                // A probe that did not finish its short budget cannot vouch for its rate.
+                self.unstable = Some(self.unstable.map_or(i, |u| u.min(i)));
+            }
+            if full {
+                self.finals
+                    .insert(i, c.usable().then_some(c.score).flatten());
+            }
+        }
+    }
+
+    /// The best full-budget index (ties to the smaller rate) below every divergence.
+    fn best(&self) -> Option<(u32, f64)> {
+        let below = self.unstable.unwrap_or(self.n);
+        self.finals
+            .range(..below)
+            .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+    }
+
+    /// The next ladder rates below the lowest tried, or None when the ladder is over: its
+    /// lowest `ladder_patience` rates are all worse than the best, or the range's bottom is
+    /// reached.
+    fn ladder_round(&mut self) -> Option<RoundPlan> {
+        let top = self.top?;
+        let stride = self.spec.ladder_stride;
+        let lowest = self.finals.keys().next().copied();
+        // Everything so far diverged or failed at the full budget: keep going down.
+        let descending = self.best().is_none_or(|(b, _)| {
+            self.finals
+                .keys()
+                .take(self.spec.ladder_patience as usize)
+                .any(|&i| i == b)
+        });
+        if !descending {
+            return None;
+        }
+        let below = self.unstable.unwrap_or(self.n);
+        let start = lowest.map_or(i64::from(top) + i64::from(stride), i64::from);
+        let rates: BTreeSet<u32> = (1..=i64::from(self.spec.ladder_width))
+            .map(|j| start - j * i64::from(stride))
+            .filter(|&i| i >= 0 && i < i64::from(below))
+            .map(|i| i as u32)
+            .collect();
+        if rates.is_empty() {
+            return None;
+        }
+        Some(self.plan(rates, true))
+    }
+
+    /// Rates `stride` either side of the best not tried yet, halving `stride` until there are
+    /// some or it reaches 0.
+    fn refine_round(&mut self, mut stride: u32) -> Option<RoundPlan> {
+        let (best, _) = self.best()?;
+        let below = self.unstable.unwrap_or(self.n);
+        while stride >= self.spec.finest_stride.max(1) {
+            let rates: BTreeSet<u32> = [
+                i64::from(best) - i64::from(stride),
+                i64::from(best) + i64::from(stride),
+            ]
+            .into_iter()
+            .filter(|&i| i >= 0 && i < i64::from(below) && !self.finals.contains_key(&(i as u32)))
+            .map(|i| i as u32)
+            .collect();
+            if !rates.is_empty() {
+                self.stage = Stage::Refine { stride };
+                return Some(self.plan(rates, true));
+            }
+            stride /= 2;
+        }
+        None
+    }
+
+    /// The round after the current stage's, moving on through the stages as each ends.
+    fn next(&mut self) -> Option<RoundPlan> {
+        loop {
+            let plan = match self.stage {
+                Stage::Edge => self.edge_round(),
+                Stage::Ladder => self.ladder_round(),
+                Stage::Refine { stride } => self.refine_round(stride / 2),
+                Stage::Done => return None,
+            };
+            if plan.is_some() {
+                return plan;
+            }
+            self.stage = match self.stage {
+                Stage::Edge => {
+                    self.top = self.top_stable();
+                    if self.top.is_none() {
+                        Stage::Done
+                    } else {
+                        Stage::Ladder
+                    }
+                }
+                // Halving from the ladder's stride: the first refinement is stride / 2.
+                Stage::Ladder => Stage::Refine {
+                    stride: self.spec.ladder_stride,
+                },
+                Stage::Refine { .. } | Stage::Done => Stage::Done,
+            };
+        }
+    }
+}
+
+impl EdgeDescent {
+    /// How flat the full-budget loss is around `best` (scoring `score`), from the rates trained
+    /// at that budget below every divergence.
+    fn confidence(&self, best: u32, score: f64) -> Confidence {
+        let below = self.unstable.unwrap_or(self.n);
+        let scored: Vec<(u32, f64)> = self
+            .finals
+            .range(..below)
+            .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .collect();
+        let flat: Vec<u32> = scored
+            .iter()
+            .filter(|(_, s)| *s <= score + score.abs() * FLAT)
+            .map(|&(i, _)| i)
+            .collect();
+        let ratio = |s: Option<&(u32, f64)>| s.map(|&(_, s)| s / score);
+        Confidence {
+            flat_from: self.lr(flat.iter().copied().min().unwrap_or(best)),
+            flat_to: self.lr(flat.iter().copied().max().unwrap_or(best)),
+            below_ratio: ratio(scored.iter().rev().find(|(i, _)| *i < best)),
+            above_ratio: ratio(scored.iter().find(|(i, _)| *i > best)),
+            at_range_end: match best {
+                0 => Some("min_lr"),
+                b if b == self.n - 1 => Some("max_lr"),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Strategy for EdgeDescent {
+    fn first_round(&mut self) -> RoundPlan {
+        *self = EdgeDescent::new(&self.search, &self.spec);
+        self.next()
+            .expect("a lattice has at least two points, so the edge needs a probe")
+    }
+
+    fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
+        let full = self.stage != Stage::Edge;
+        self.record(&candidates(results), full);
+        if full {
+            for r in results {
+                let i = self.index(r.lr);
+                if self.finals.get(&i).is_some_and(Option::is_some) {
+                    let curves = self.validation.entry(i).or_default();
+                    let at = r.replicate as usize;
+                    if curves.len() <= at {
+                        curves.resize(at + 1, Vec::new());
+                    }
+                    curves[at] = r.validation.clone();
+                }
+            }
+        }
+        self.next()
+    }
+
+    /// Rung pruning would make a round's outcome depend on which trial reached a milestone
+    /// first; divergence (a trial's own trace) still stops a trial.
+    fn uses_rungs(&self) -> bool {
+        false
+    }
+
+    fn recommendation(&self) -> Option<Recommendation> {
+        let (best, score) = self.best()?;
+        let max_stable = self.top_stable().unwrap_or(best).max(best);
+        Some(Recommendation {
+            confidence: Some(self.confidence(best, score)),
+            ..Recommendation::new(self.lr(best), score, self.lr(max_stable))
+        })
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::outcome::TrialStatus;
+    use crate::search::test_support::{spec_from, trial};
+
+    /// Runs the strategy to the end on a synthetic problem: rates above `edge` diverge, the
+    /// rest score by their squared distance (in decades) from `best`. Returns the plans.
+    fn drive(search: &mut EdgeDescent, best: f64, edge: f64) -> Vec<RoundPlan> {
+        let mut plans = vec![search.first_round()];
+        loop {
+            let plan = plans.last().unwrap();
+            let results: Vec<TrialResult> = plan
+                .lrs
+                .iter()
+                .map(|&lr| {
+                    if lr > edge {
+                        trial(lr, 0, None, true)
+                    } else {
+                        trial(lr, 0, Some((lr.log10() - best.log10()).powi(2)), false)
+                    }
+                })
+                .collect();
+            match search.next_round(&results) {
+                Some(next) => plans.push(next),
+                None => return plans,
+            }
+        }
+    }
+
+    fn edge_descent(text: &str) -> EdgeDescent {
+        let spec = spec_from(&format!(
+            "[search]\nstrategy = \"edge-descent\"\nrounds = 2\nsteps = [50, 1000]\n{text}"
+        ));
+        match &spec.search.strategy {
+            lrsweep_proto::spec::StrategySpec::EdgeDescent(e) => EdgeDescent::new(&spec.search, e),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pins_the_edge_to_neighbouring_lattice_points_then_descends_at_the_full_budget() {
+        // Refining down to neighbouring lattice points finds the nearest one exactly.
+        let mut search = edge_descent("finest_stride = 1");
+        let plans = drive(&mut search, 2e-3, 0.37);
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let rec = search.recommendation().unwrap();
+        // The largest stable rate is the lattice point just below the edge.
+        let below = grid
+            .iter()
+            .copied()
+            .filter(|&lr| lr <= 0.37)
+            .fold(0.0, f64::max);
+        assert_eq!(rec.max_stable_lr, below);
+        // The best is the lattice point nearest 2e-3 (the score is symmetric in log lr).
+        let nearest = grid
+            .iter()
+            .copied()
+            .min_by(|a, b| (a / 2e-3).ln().abs().total_cmp(&(b / 2e-3).ln().abs()))
+            .unwrap();
+        assert_eq!(rec.best_lr, nearest);
+        // Probes train the short budget, everything after the edge the full one; every rate
+        // is a lattice point, none at or above a divergence after it was seen.
+        let edge_rounds = plans.iter().take_while(|p| p.steps == 50).count();
+        assert!((3..=5).contains(&edge_rounds), "{plans:#?}");
+        assert!(plans[edge_rounds..].iter().all(|p| p.steps == 1000));
+        for plan in &plans {
+            assert!(plan.lrs.iter().all(|lr| grid.contains(lr)), "{plan:?}");
+        }
+        let full: usize = plans[edge_rounds..].iter().map(|p| p.lrs.len()).sum();
+        assert!(full <= 12, "{full} full-budget rates: {plans:#?}");
+        assert!(plans.iter().enumerate().all(|(i, p)| p.round == i as u32));
+    }
+
+    #[test]
+    fn an_edge_above_the_range_starts_the_ladder_at_max_lr() {
+        let mut search = edge_descent("finest_stride = 1");
+        drive(&mut search, 1.0, 1e9);
+        let rec = search.recommendation().unwrap();
+        assert_eq!(rec.max_stable_lr, 10.0);
+        assert!((rec.best_lr / 1.0).ln().abs() < 1.25f64.ln(), "{rec:?}");
+        let confidence = rec.confidence.unwrap();
+        assert_eq!(confidence.at_range_end, None);
+        assert!(confidence.flat_from <= rec.best_lr && rec.best_lr <= confidence.flat_to);
+        assert!(confidence.below_ratio.unwrap() > 1.0 && confidence.above_ratio.unwrap() > 1.0);
+
+        // The best at the top of the range: the report says to extend max_lr.
+        let mut search = edge_descent("finest_stride = 1");
+        drive(&mut search, 1e3, 1e9);
+        let confidence = search.recommendation().unwrap().confidence.unwrap();
+        assert_eq!(confidence.at_range_end, Some("max_lr"));
+        assert_eq!(confidence.above_ratio, None);
+        assert!(confidence.sentence().contains("extend max_lr"));
+    }
+
+    #[test]
+    fn nothing_stable_recommends_nothing() {
+        let mut search = edge_descent("");
+        let plans = drive(&mut search, 1e-3, 1e-9);
+        assert!(plans.iter().all(|p| p.steps == 50));
+        assert!(search.recommendation().is_none());
+    }
+
+    #[test]
+    fn a_full_budget_divergence_lowers_the_edge() {
+        let mut search = edge_descent("");
+        let mut plan = search.first_round();
+        // Probes: everything up to 0.1 is stable at the short budget.
+        while plan.steps == 50 {
+            let results: Vec<TrialResult> = plan
+                .lrs
+                .iter()
+                .map(|&lr| trial(lr, 0, (lr <= 0.1).then_some(1.0), lr > 0.1))
+                .collect();
+            plan = search.next_round(&results).unwrap();
+        }
+        // At the full budget the top rate diverges and the next is the best so far.
+        let top = plan.lrs[plan.lrs.len() - 1];
+        let results: Vec<TrialResult> = plan
+            .lrs
+            .iter()
+            .map(|&lr| trial(lr, 0, (lr < top).then_some(0.5), lr >= top))
+            .collect();
+        let next = search.next_round(&results).unwrap();
+        assert!(next.lrs.iter().all(|&lr| lr < top), "{next:?}");
+        let rec = search.recommendation().unwrap();
+        assert!(rec.max_stable_lr < top);
+        assert_eq!(rec.best_lr, plan.lrs[0]);
+        assert_eq!(results[0].status, TrialStatus::Completed);
+    }
+
+    #[test]
+    fn the_same_results_in_any_order_give_the_same_plans() {
+        let mut a = edge_descent("");
+        let mut b = edge_descent("");
+        let (mut pa, mut pb) = (a.first_round(), b.first_round());
+        loop {
+            assert_eq!(pa, pb);
+            let results: Vec<TrialResult> = pa
+                .lrs
+                .iter()
+                .map(|&lr| {
+                    trial(
+                        lr,
+                        0,
+                        (lr < 0.2).then_some((lr.ln() + 6.0).abs()),
+                        lr >= 0.2,
+                    )
+                })
+                .collect();
+            let mut reversed = results.clone();
+            reversed.reverse();
+            match (a.next_round(&results), b.next_round(&reversed)) {
+                (Some(x), Some(y)) => (pa, pb) = (x, y),
+                (None, None) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(a.recommendation(), b.recommendation());
+    }
+}
