@@ -610,15 +610,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("lrsweep-durable-busy-{}.db", std::process::id()));
         let spec = spec();
-        let mut store = Store::open(&path).unwrap();
-        store
-            .create_sweep(&SweepRow {
-                sweep_id: "s".into(),
-                spec_toml: spec.to_toml(),
-                status: SweepStatus::Running,
-                created_at_ms: 0,
-            })
-            .unwrap();
+        let store = with_sweep(Store::open(&path).unwrap(), &spec);
         let mut durable = Durable::new(store, "s".into()).unwrap();
         let blocker = rusqlite::Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
