@@ -84,8 +84,8 @@ impl Progress {
 
     /// Takes in what changed since the last flush; logs the rounds in which trials finished.
     pub(super) fn observe(&mut self, sweep: &Sweep, metrics: Option<&Metrics>) {
-        let mut finished_in: Option<u32> = None;
-        let mut more_rounds = Vec::new();
+        // Rounds in which trials finished, in the order first seen.
+        let mut finished_in: Vec<u32> = Vec::new();
         for change in sweep.changes() {
             let trial = match change {
                 Change::PointsAccepted { points, .. } => {
@@ -106,17 +106,11 @@ impl Progress {
                 Change::TrialChanged(id) => &sweep.trials()[*id as usize],
                 Change::AttemptStarted { .. } | Change::AttemptEnded { .. } => continue,
             };
-            if self.saw(trial, metrics) {
-                match finished_in {
-                    None => finished_in = Some(trial.round),
-                    Some(r) if r != trial.round && !more_rounds.contains(&trial.round) => {
-                        more_rounds.push(trial.round)
-                    }
-                    Some(_) => {}
-                }
+            if self.saw(trial, metrics) && !finished_in.contains(&trial.round) {
+                finished_in.push(trial.round);
             }
         }
-        for round in finished_in.into_iter().chain(more_rounds) {
+        for round in finished_in {
             self.log(round);
         }
     }
