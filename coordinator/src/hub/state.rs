@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tonic::Status;
 use tracing::{info, warn};
 
-use super::link::{deliver, shutdown_message, Outbox, Outgoing, WorkerLink};
+use super::link::{deliver, shutdown_message, Outbox, Outgoing, Stream, WorkerLink};
 use super::progress::Progress;
 use super::WorkerEvent;
 use crate::metrics::Metrics;
@@ -32,6 +32,11 @@ pub(super) struct HubState {
     pub(super) sweep: Sweep,
     pub(super) durable: Durable,
     workers: HashMap<WorkerId, WorkerLink>,
+    /// Each worker process's id (`instance`) to the id the hub gave it: a reconnect finds its
+    /// worker without a scan (10,000 workers register within seconds).
+    instances: HashMap<String, WorkerId>,
+    /// A worker row was recorded since the last `flush`: the connected count is taken again.
+    workers_changed: bool,
     sessions: u64,
     next_worker: u64,
     shutdown_sent: bool,
@@ -66,6 +71,8 @@ impl HubState {
             sweep,
             durable,
             workers: HashMap::new(),
+            instances: HashMap::new(),
+            workers_changed: false,
             sessions: 0,
             next_worker: 1,
             shutdown_sent: false,
@@ -104,11 +111,11 @@ impl HubState {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            if let Some(link) = self.workers.remove(&id) {
+            if let Some(link) = self.forget(&id) {
                 warn!(event = "lease_expired", worker = %id, name = %link.name, connected = link.outbox.is_some());
                 self.record_gone(&id, &link, WorkerState::Lost);
-                if let Some((_, outbox)) = link.outbox {
-                    let _ = outbox.send(Err(Status::unavailable("lease expired")));
+                if let Some((_, stream)) = link.outbox {
+                    stream.close(Status::unavailable("lease expired"));
                 }
             }
             let commands = self.sweep.remove_worker(&id, "lease expired");
@@ -132,26 +139,27 @@ impl HubState {
             link.recorded_seen = link.last_seen;
             self.durable.record_worker(link.row(id, link.state()));
         }
-        self.count_connected();
+        self.workers_changed = true;
     }
 
     /// Queues the last row of a worker the hub let go.
     fn record_gone(&mut self, id: &str, link: &WorkerLink, state: WorkerState) {
         self.durable.record_worker(link.row(id, state));
-        self.count_connected();
+        self.workers_changed = true;
     }
 
-    fn count_connected(&self) {
-        if let Some(m) = &self.metrics {
-            m.set_workers_connected(self.workers.values().filter(|w| w.outbox.is_some()).count());
-        }
+    /// Lets a worker go: a later register with its instance id makes a new worker.
+    fn forget(&mut self, id: &str) -> Option<WorkerLink> {
+        let link = self.workers.remove(id)?;
+        self.instances.remove(&link.instance);
+        Some(link)
     }
 
     /// The coordinator stops: no stream stays open.
     pub(super) fn disconnect_all(&mut self) {
         let ids: Vec<WorkerId> = self.workers.keys().cloned().collect();
         for id in ids {
-            if let Some(link) = self.workers.remove(&id) {
+            if let Some(link) = self.forget(&id) {
                 self.record_gone(&id, &link, WorkerState::Disconnected);
             }
         }
@@ -165,55 +173,67 @@ impl HubState {
     /// Queues what changed for the store with the messages that follow from it, in the order
     /// decided: both go to the writer together at the next `flush`. A failed store ends the
     /// sweep.
+    ///
+    /// Stop orders go out at once, without waiting for the commit of the points that caused
+    /// them (unless an earlier message to that worker still waits): a stop is idempotent, and a
+    /// coordinator that dies before the commit decides it again. Either the points were stored,
+    /// and resume replays them through the same rules, or they were not, and the trial, which the
+    /// worker no longer runs, is run again from its start (`resume_decides_a_stop_again`).
     fn record_and_send(&mut self, commands: &[Command], shutdown_reason: &str) {
         if self.durable.failure().is_some() && !self.sweep.is_finished() {
             self.sweep.finish_early();
         }
         let trigger = self.trigger;
-        let mut messages: Vec<Outgoing> = commands
-            .iter()
-            .filter_map(|command| {
-                let (worker, kind, received) = match command {
-                    Command::Assign { worker, assignment } => {
-                        (worker, Down::Assign(assignment.as_ref().into()), None)
-                    }
-                    Command::Stop {
-                        worker,
-                        trial,
-                        attempt,
-                        kind,
-                        reason,
-                    } => (
-                        worker,
-                        Down::Stop(StopTrial {
-                            trial_id: *trial,
-                            attempt: *attempt,
-                            kind: lrsweep_proto::v1::StopKind::from(*kind).into(),
-                            reason: reason.to_string(),
-                        }),
-                        trigger,
-                    ),
-                };
-                // A worker that is away gets no assignments, and learns of a stop when it comes
-                // back (that trial is not resumed).
-                let (_, outbox) = self.workers.get(worker)?.outbox.as_ref()?;
-                Some((
-                    outbox.clone(),
-                    CoordinatorMessage { kind: Some(kind) },
-                    received,
-                ))
-            })
-            .collect();
-        if self.sweep.is_finished() {
-            messages.extend(self.shutdown_messages(shutdown_reason));
+        for command in commands {
+            let (worker, kind, received) = match command {
+                Command::Assign { worker, assignment } => {
+                    (worker, Down::Assign(assignment.as_ref().into()), None)
+                }
+                Command::Stop {
+                    worker,
+                    trial,
+                    attempt,
+                    kind,
+                    reason,
+                } => (
+                    worker,
+                    Down::Stop(StopTrial {
+                        trial_id: *trial,
+                        attempt: *attempt,
+                        kind: lrsweep_proto::v1::StopKind::from(*kind).into(),
+                        reason: reason.to_string(),
+                    }),
+                    trigger,
+                ),
+            };
+            // A worker that is away gets no assignments, and learns of a stop when it comes back
+            // (that trial is not resumed).
+            let Some((_, stream)) = self.workers.get(worker).and_then(|w| w.outbox.as_ref()) else {
+                continue;
+            };
+            let message = CoordinatorMessage { kind: Some(kind) };
+            let held = match message.kind {
+                Some(Down::Stop(_)) => stream.send_now(message, received, self.metrics.as_ref()),
+                _ => Some(stream.hold(message, received)),
+            };
+            self.outgoing.extend(held);
         }
-        self.outgoing.extend(messages);
+        if self.sweep.is_finished() {
+            let shutdowns = self.shutdown_messages(shutdown_reason);
+            self.outgoing.extend(shutdowns);
+        }
     }
 
-    /// Hands everything decided since the last flush to the store's writer; the messages go out
-    /// once it is committed. One flush per batch of events: one queue entry, not one per event.
+    /// Hands everything decided since the last flush to the store's writer; the held messages go
+    /// out once it is committed. One flush per batch of events: one queue entry, not one per
+    /// event.
     pub(super) async fn flush(&mut self) {
         self.progress.observe(&self.sweep, self.metrics.as_ref());
+        if std::mem::take(&mut self.workers_changed) {
+            if let Some(m) = &self.metrics {
+                m.set_workers_connected(self.workers.values().filter(|w| w.outbox.is_some()).count());
+            }
+        }
         let messages = std::mem::take(&mut self.outgoing);
         let then = deliver(messages, self.metrics.clone());
         self.durable.sync(&mut self.sweep, then).await;
@@ -233,7 +253,7 @@ impl HubState {
         self.workers
             .values()
             .filter_map(|w| w.outbox.as_ref())
-            .map(|(_, outbox)| (outbox.clone(), shutdown_message(reason), None))
+            .map(|(_, stream)| stream.hold(shutdown_message(reason), None))
             .collect()
     }
 
@@ -241,10 +261,10 @@ impl HubState {
     pub(super) fn register(&mut self, r: RegisterRequest) -> RegisterResponse {
         let name = r.name.trim();
         let known = self
-            .workers
-            .iter()
-            .find(|(_, w)| !r.instance.is_empty() && w.instance == r.instance)
-            .map(|(id, w)| (id.clone(), w.joined));
+            .instances
+            .get(&r.instance)
+            .filter(|_| !r.instance.is_empty())
+            .and_then(|id| Some((id.clone(), self.workers.get(id)?.joined)));
         let (worker_id, resume) = match known {
             Some((id, joined)) => {
                 let reported: Vec<(u64, u32)> =
@@ -269,6 +289,9 @@ impl HubState {
                     id.clone(),
                     WorkerLink::new(&r.instance, name, &r.host, r.slots),
                 );
+                if !r.instance.is_empty() {
+                    self.instances.insert(r.instance.clone(), id.clone());
+                }
                 self.record_worker(&id);
                 (id, Vec::new())
             }
@@ -304,7 +327,7 @@ impl HubState {
         if self.shutdown_sent {
             // Too late for work: told at once, and nothing more to wait for.
             let _ = outbox.send(Ok(shutdown_message("sweep finished")));
-            if let Some(link) = self.workers.remove(worker) {
+            if let Some(link) = self.forget(worker) {
                 self.record_gone(worker, &link, WorkerState::Left);
             }
             return Ok(session);
@@ -313,7 +336,7 @@ impl HubState {
             return Err(CoordinatorError::UnknownWorker(worker.to_string()));
         };
         link.last_seen = Instant::now();
-        link.outbox = Some((session, outbox));
+        link.outbox = Some((session, Stream::new(outbox)));
         if link.joined {
             self.sweep.set_available(worker, true);
         } else {
@@ -357,8 +380,8 @@ impl HubState {
             warn!(event = "worker_rejected", worker, error = %e);
             if let Some(link) = self.workers.get_mut(worker) {
                 if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
-                    if let Some((_, outbox)) = link.outbox.take() {
-                        let _ = outbox.send(Err(e.into()));
+                    if let Some((_, stream)) = link.outbox.take() {
+                        stream.close(e.into());
                     }
                     self.sweep.set_available(worker, false);
                     self.record_worker(worker);
@@ -403,7 +426,7 @@ impl HubState {
             WorkerEvent::Heartbeat => Vec::new(),
             WorkerEvent::Leaving { reason } => {
                 info!(event = "worker_leaving", worker, reason = %reason);
-                if let Some(link) = self.workers.remove(worker) {
+                if let Some(link) = self.forget(worker) {
                     self.record_gone(worker, &link, WorkerState::Left);
                 }
                 self.sweep.remove_worker(worker, "left")

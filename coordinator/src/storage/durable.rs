@@ -399,6 +399,7 @@ pub fn load_sweep(store: &Store, sweep: &SweepRow) -> Result<Sweep, CoordinatorE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prune::PruneReason;
     use crate::search::TrialStatus;
     use crate::sweep::Command;
     use lrsweep_proto::domain::TracePoint;
@@ -535,6 +536,78 @@ mod tests {
         let rerun = resumed.trials().iter().filter(|t| t.attempt > 1).count();
         assert_eq!(rerun, 1);
         assert!(resumed.recommendation().is_some());
+    }
+
+    /// The hub sends a stop order before the points that caused it are committed. Whether the
+    /// coordinator dies after that commit or before it, the resumed sweep reaches the same
+    /// verdict on that trial: from the stored trace, or by running the trial again.
+    #[test]
+    fn resume_decides_a_stop_again() {
+        let spec = spec();
+        // The first trial dispatched (the largest rate) trains for 20 steps, then blows up.
+        let calm = |a: &lrsweep_proto::domain::TrialAssignment| points(a.lr, 1, 20, a.steps);
+        let blowup = |a: &lrsweep_proto::domain::TrialAssignment| -> Vec<TracePoint> {
+            (21..=30)
+                .map(|step| TracePoint {
+                    step,
+                    train_loss: 10f64.powi(step as i32 - 18),
+                    lr: a.lr,
+                    val_loss: None,
+                })
+                .collect()
+        };
+        let first = |commands: Vec<Command>| match commands.into_iter().next() {
+            Some(Command::Assign { worker, assignment }) => (worker, assignment),
+            other => panic!("expected an assignment, got {other:?}"),
+        };
+        let verdict = |sweep: &Sweep, trial: u64| {
+            let t = &sweep.trials()[trial as usize];
+            (t.status, t.prune_reason, t.steps)
+        };
+        for committed in [true, false] {
+            let mut live = Sweep::new(spec.clone());
+            live.add_worker("w1".into(), "alpha".into(), 1);
+            let mut durable = Durable::new(fresh_store(&spec), "s".into()).unwrap();
+            let (worker, a) = first(live.dispatch());
+            live.on_trace(&worker, a.trial_id, a.attempt, &calm(&a))
+                .unwrap();
+            block_on(durable.sync(&mut live, None));
+            let stopped = live
+                .on_trace(&worker, a.trial_id, a.attempt, &blowup(&a))
+                .unwrap();
+            let stop: Vec<_> = stopped
+                .iter()
+                .filter(|c| matches!(c, Command::Stop { trial, .. } if *trial == a.trial_id))
+                .collect();
+            assert_eq!(stop.len(), 1, "the live sweep stops the trial: {stopped:?}");
+            if committed {
+                block_on(durable.sync(&mut live, None));
+            }
+            // The coordinator dies here; the worker has the stop order and no longer trains.
+            let store = durable.close().unwrap();
+            let row = store.sweep("s").unwrap().unwrap();
+            let mut resumed = load_sweep(&store, &row).unwrap();
+            if !committed {
+                // Only the calm points were stored: the trial runs again from its start.
+                let t = &resumed.trials()[a.trial_id as usize];
+                assert_eq!((t.status, t.attempt), (TrialStatus::Queued, 1));
+                resumed.add_worker("w2".into(), "beta".into(), 1);
+                let (worker, again) = first(resumed.dispatch());
+                assert_eq!((again.trial_id, again.attempt), (a.trial_id, 2));
+                resumed
+                    .on_trace(&worker, again.trial_id, again.attempt, &calm(&again))
+                    .unwrap();
+                resumed
+                    .on_trace(&worker, again.trial_id, again.attempt, &blowup(&again))
+                    .unwrap();
+            }
+            assert_eq!(
+                verdict(&resumed, a.trial_id),
+                (TrialStatus::Pruned, Some(PruneReason::Diverged), 30),
+                "committed before the crash: {committed}"
+            );
+            assert_eq!(verdict(&resumed, a.trial_id), verdict(&live, a.trial_id));
+        }
     }
 
     #[test]

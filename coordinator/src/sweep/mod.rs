@@ -3,10 +3,11 @@
 //! it returns, so all of this is tested without a network.
 
 mod change;
+mod pool;
 mod resume;
 mod trial;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use lrsweep_proto::domain::{StopKind, Subset, TracePoint, TrialAssignment, TrialId};
 use lrsweep_proto::spec::{RungRule, SweepSpec};
@@ -20,6 +21,7 @@ use crate::CoordinatorError;
 
 pub use change::{AttemptOutcome, Change, SweepStatus};
 pub use trial::{Trial, TrialRecord};
+use pool::WorkerPool;
 
 pub type WorkerId = String;
 
@@ -41,14 +43,6 @@ pub enum Command {
 }
 
 #[derive(Debug)]
-struct WorkerSlotState {
-    slots: u32,
-    /// False while its stream is down: it keeps its trials but gets no new ones.
-    available: bool,
-    running: BTreeSet<TrialId>,
-}
-
-#[derive(Debug)]
 struct RoundState {
     plan: RoundPlan,
     trials: Vec<TrialId>,
@@ -63,7 +57,7 @@ pub struct Sweep {
     round: RoundState,
     trials: Vec<Trial>,
     queue: VecDeque<TrialId>,
-    workers: BTreeMap<WorkerId, WorkerSlotState>,
+    workers: WorkerPool,
     /// Names of every worker ever connected, kept after they leave for the report.
     names: BTreeMap<WorkerId, String>,
     /// A trial whose attempts failed or were lost this many times is marked failed.
@@ -95,7 +89,7 @@ impl Sweep {
             search,
             trials,
             queue,
-            workers: BTreeMap::new(),
+            workers: WorkerPool::default(),
             names: BTreeMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             finished: false,
@@ -226,23 +220,16 @@ impl Sweep {
 
     pub fn add_worker(&mut self, id: WorkerId, name: String, slots: u32) {
         self.names.insert(id.clone(), name);
-        self.workers.insert(
-            id,
-            WorkerSlotState {
-                slots: slots.max(1),
-                available: true,
-                running: BTreeSet::new(),
-            },
-        );
+        self.workers.add(id, slots);
     }
 
     /// The worker is gone for good (left, or its lease ran out): each of its running trials goes
     /// back to the front of the queue, or fails once it has used up its attempts.
     pub fn remove_worker(&mut self, id: &str, why: &str) -> Vec<Command> {
-        let Some(state) = self.workers.remove(id) else {
+        let Some(running) = self.workers.remove(id) else {
             return Vec::new();
         };
-        for trial_id in state.running.into_iter().rev() {
+        for trial_id in running.into_iter().rev() {
             self.retry_or_fail(
                 trial_id,
                 AttemptOutcome::Lost,
@@ -255,25 +242,18 @@ impl Sweep {
 
     /// A worker whose stream broke keeps its trials (it may come back) but gets no new ones.
     pub fn set_available(&mut self, id: &str, available: bool) {
-        if let Some(w) = self.workers.get_mut(id) {
-            w.available = available;
-        }
+        self.workers.set_available(id, available);
     }
 
     /// The trials this worker still runs, as the sweep sees them: (trial, attempt, last step).
     pub fn running_on(&self, worker: &str) -> Vec<(TrialId, u32, u64)> {
         self.workers
-            .get(worker)
-            .map(|w| {
-                w.running
-                    .iter()
-                    .map(|&id| {
-                        let t = &self.trials[id as usize];
-                        (id, t.attempt, t.steps)
-                    })
-                    .collect()
+            .running(worker)
+            .map(|id| {
+                let t = &self.trials[id as usize];
+                (id, t.attempt, t.steps)
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// A worker came back after a broken stream, still training `reported` (trial, attempt).
@@ -352,21 +332,13 @@ impl Sweep {
         }
     }
 
-    fn least_loaded_free_worker(&self) -> Option<WorkerId> {
-        self.workers
-            .iter()
-            .filter(|(_, w)| w.available && (w.running.len() as u32) < w.slots)
-            .min_by_key(|(_, w)| w.running.len())
-            .map(|(id, _)| id.clone())
-    }
-
     /// Hands queued trials to workers with free slots.
     pub fn dispatch(&mut self) -> Vec<Command> {
         let mut commands = Vec::new();
         if self.finished {
             return commands;
         }
-        while let Some(worker) = self.least_loaded_free_worker() {
+        while let Some(worker) = self.workers.least_loaded_free() {
             let Some(trial_id) = self.queue.pop_front() else {
                 break;
             };
@@ -376,9 +348,7 @@ impl Sweep {
             trial.reset_trace(&self.spec.pruning);
             trial.worker_name = self.names.get(&worker).cloned();
             trial.worker = Some(worker.clone());
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.running.insert(trial_id);
-            }
+            self.workers.start(&worker, trial_id);
             self.changes.push(Change::AttemptStarted {
                 trial: trial_id,
                 attempt: trial.attempt,
@@ -574,8 +544,8 @@ impl Sweep {
 
     fn release(&mut self, trial_id: TrialId) {
         let trial = &self.trials[trial_id as usize];
-        if let Some(w) = trial.worker.as_ref().and_then(|w| self.workers.get_mut(w)) {
-            w.running.remove(&trial_id);
+        if let Some(w) = &trial.worker {
+            self.workers.finish(w, trial_id);
         }
     }
 
