@@ -109,9 +109,17 @@ def one_run(args, workdir, n, mode, rep):
         stdout=subprocess.DEVNULL,
         stderr=coord_log,
     )
+    profiler = None
     try:
         wait_listening(port, coord)
         base_rss = rss_kib(coord.pid)
+        if args.profile:
+            # Samples the coordinator's threads until it exits (`perf report` below).
+            profiler = subprocess.Popen(
+                ["perf", "record", "-q", *os.environ.get("SCALE_PERF_ARGS", "-F 499 -g").split(),
+                 "-o", os.path.join(run_dir, "perf.data"), "-p", str(coord.pid)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
         command = [
             args.loadgen,
             "--coordinator", f"http://127.0.0.1:{port}",
@@ -155,6 +163,14 @@ def one_run(args, workdir, n, mode, rep):
             coord.kill()
             coord.wait()
         coord_log.close()
+        if profiler is not None:
+            profiler.wait()
+            with open(os.path.join(run_dir, "perf.txt"), "w") as out:
+                subprocess.run(
+                    ["perf", "report", "-i", os.path.join(run_dir, "perf.data"), "--no-children",
+                     "--sort", "symbol", "--stdio", "-g", "none", "--percent-limit", "0.5"],
+                    stdout=out, stderr=subprocess.DEVNULL, check=False,
+                )
     lines = [l for l in stdout.splitlines() if l.strip()]
     if loadgen.returncode != 0 or coord.returncode != 0 or not lines:
         raise RuntimeError(
@@ -250,6 +266,8 @@ def main():
     p.add_argument("--rates-per-worker", type=int, default=4, help="grid rates per worker")
     p.add_argument("--min-rates", type=int, default=60)
     p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--profile", action="store_true",
+                   help="record each run's coordinator with perf; its report goes to RUN/perf.txt")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     workers = [int(w) for w in args.workers.split(",")]

@@ -181,14 +181,12 @@ impl Report {
             "{:>5}  {:>10}  {:>9}  {:>9}  {:>11}  statuses",
             "round", "lr", "steps", "budget", "final_loss"
         );
-        let mut rows: Vec<(u32, f64)> = self.trials.iter().map(|t| (t.round, t.lr)).collect();
-        rows.dedup();
-        for (round, lr) in rows {
-            let reps: Vec<&TrialReport> = self
-                .trials
-                .iter()
-                .filter(|t| t.round == round && t.lr == lr)
-                .collect();
+        // A rate's replicates are planned together: neighbours in trial order.
+        for reps in self
+            .trials
+            .chunk_by(|a, b| (a.round, a.lr) == (b.round, b.lr))
+        {
+            let (round, lr) = (reps[0].round, reps[0].lr);
             let steps: u64 = reps.iter().map(|t| t.steps).sum();
             let budget: u64 = reps.iter().map(|t| t.budget).sum();
             let losses: Vec<f64> = reps

@@ -72,7 +72,12 @@ impl Stream {
     }
 
     /// A stop order's latency is measured here, as it is handed to the stream.
-    fn send(&self, message: CoordinatorMessage, received: Option<Instant>, metrics: Option<&Metrics>) {
+    fn send(
+        &self,
+        message: CoordinatorMessage,
+        received: Option<Instant>,
+        metrics: Option<&Metrics>,
+    ) {
         let sent = self.outbox.send(Ok(message)).is_ok();
         if let (true, Some(received), Some(m)) = (sent, received, metrics) {
             m.stop_sent(received);

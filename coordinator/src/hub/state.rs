@@ -231,7 +231,9 @@ impl HubState {
         self.progress.observe(&self.sweep, self.metrics.as_ref());
         if std::mem::take(&mut self.workers_changed) {
             if let Some(m) = &self.metrics {
-                m.set_workers_connected(self.workers.values().filter(|w| w.outbox.is_some()).count());
+                m.set_workers_connected(
+                    self.workers.values().filter(|w| w.outbox.is_some()).count(),
+                );
             }
         }
         let messages = std::mem::take(&mut self.outgoing);
@@ -239,16 +241,19 @@ impl HubState {
         self.durable.sync(&mut self.sweep, then).await;
     }
 
-    /// A Shutdown for every connected worker; the sweep is done from here on.
+    /// A Shutdown for every connected worker, once; the sweep is done from here on. A worker that
+    /// connects later is told by `connect`. (Sent again on every later event, 10,000 workers'
+    /// last heartbeats made 10^8 of them.)
     fn shutdown_messages(&mut self, reason: &str) -> Vec<Outgoing> {
-        if !self.shutdown_sent {
-            self.shutdown_sent = true;
-            info!(
-                event = "workers_released",
-                workers = self.workers.len(),
-                reason
-            );
+        if self.shutdown_sent {
+            return Vec::new();
         }
+        self.shutdown_sent = true;
+        info!(
+            event = "workers_released",
+            workers = self.workers.len(),
+            reason
+        );
         self.done.send_replace(true);
         self.workers
             .values()

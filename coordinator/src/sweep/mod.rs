@@ -20,8 +20,8 @@ use crate::search::{
 use crate::CoordinatorError;
 
 pub use change::{AttemptOutcome, Change, SweepStatus};
-pub use trial::{Trial, TrialRecord};
 use pool::WorkerPool;
+pub use trial::{Trial, TrialRecord};
 
 pub type WorkerId = String;
 
@@ -46,6 +46,9 @@ pub enum Command {
 struct RoundState {
     plan: RoundPlan,
     trials: Vec<TrialId>,
+    /// Every trial of `trials` before this index is over (a trial that is over stays over), so
+    /// asking whether the round is over costs nothing per event however large the round.
+    open_from: usize,
     rungs: RungBoard,
     /// Rung pruning and monotone cancellation apply (not to a range test's shards).
     uses_rungs: bool,
@@ -213,6 +216,7 @@ impl Sweep {
         RoundState {
             rungs: RungBoard::new(&spec.pruning, plan.steps),
             trials: ids,
+            open_from: 0,
             plan,
             uses_rungs,
         }
@@ -339,7 +343,7 @@ impl Sweep {
             return commands;
         }
         while let Some(worker) = self.workers.least_loaded_free() {
-            let Some(trial_id) = self.queue.pop_front() else {
+            let Some(trial_id) = self.next_queued() else {
                 break;
             };
             let trial = &mut self.trials[trial_id as usize];
@@ -380,6 +384,17 @@ impl Sweep {
             });
         }
         commands
+    }
+
+    /// The next trial in the queue that is still queued: a trial stopped while queued leaves its
+    /// entry behind, dropped here rather than searched for in the queue when it stops.
+    fn next_queued(&mut self) -> Option<TrialId> {
+        while let Some(id) = self.queue.pop_front() {
+            if self.trials[id as usize].status == TrialStatus::Queued {
+                return Some(id);
+            }
+        }
+        None
     }
 
     /// Finds the trial a worker reports on. `Ok(None)`: a message about an attempt that is over
@@ -599,10 +614,8 @@ impl Sweep {
                 self.release(trial_id);
                 command
             }
-            _ => {
-                self.queue.retain(|&id| id != trial_id);
-                None
-            }
+            // Its queue entry is dropped when it comes up (`next_queued`).
+            _ => None,
         }
     }
 
@@ -642,11 +655,15 @@ impl Sweep {
     /// Plans the next round (or ends the search) once every trial of this one is over. Returns
     /// whether a new round started.
     fn next_round_if_over(&mut self) -> bool {
-        let round_over = self
-            .round
+        let round = &mut self.round;
+        while round
             .trials
-            .iter()
-            .all(|&id| self.trials[id as usize].is_terminal());
+            .get(round.open_from)
+            .is_some_and(|&id| self.trials[id as usize].is_terminal())
+        {
+            round.open_from += 1;
+        }
+        let round_over = round.open_from == round.trials.len();
         if round_over && !self.finished {
             let results = self.round_results();
             match self.search.next_round(&results) {

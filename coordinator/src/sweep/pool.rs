@@ -129,7 +129,11 @@ mod tests {
                 3 | 4 => pool.start(&id, trial),
                 _ => pool.finish(&id, trial),
             }
-            assert_eq!(pool.least_loaded_free(), scanned(&pool), "after step {step}");
+            assert_eq!(
+                pool.least_loaded_free(),
+                scanned(&pool),
+                "after step {step}"
+            );
         }
     }
 

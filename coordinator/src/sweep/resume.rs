@@ -61,9 +61,6 @@ impl Sweep {
             let rungs = uses_rungs.then_some(&mut self.round.rungs);
             trial.observe(p, rungs, self.round.plan.incumbent.as_ref());
         }
-        if trial.status != TrialStatus::Queued {
-            self.queue.retain(|&q| q != id);
-        }
     }
 
     /// Trials that were running when the coordinator died lost their worker with it.
