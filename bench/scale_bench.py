@@ -154,7 +154,8 @@ def one_run(args, workdir, n, mode, rep):
         watcher = threading.Thread(target=watch_stderr)
         watcher.start()
         stdout = loadgen.stdout.read()
-        loadgen.wait()
+        _, status, loadgen_usage = os.wait4(loadgen.pid, 0)
+        loadgen.returncode = os.waitstatus_to_exitcode(status)
         watcher.join()
         _, status, usage = os.wait4(coord.pid, 0)
         coord.returncode = os.waitstatus_to_exitcode(status)
@@ -178,6 +179,15 @@ def one_run(args, workdir, n, mode, rep):
             f"{coord.returncode}; logs in {run_dir}"
         )
     line = json.loads(lines[-1])
+    # Prune latency split at the moment the last session opened: during the connect storm, and
+    # once every worker is connected (the target).
+    with open(os.path.join(run_dir, "attempts.json")) as f:
+        attempts = json.load(f)
+    split = {"storm": [], "connected": []}
+    for a in attempts:
+        if a.get("prune_latency_ms") is not None:
+            phase = "connected" if a["stopped_at_s"] >= (line["connect_s"] or 0) else "storm"
+            split[phase].append(a["prune_latency_ms"])
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT count(*) FROM points").fetchone()[0]
         trials = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
@@ -198,12 +208,21 @@ def one_run(args, workdir, n, mode, rep):
         "prune_p99_ms": line["prune_latency_ms"]["p99"],
         "prune_max_ms": line["prune_latency_ms"]["max"],
         "prune_n": line["prune_latency_ms"]["n"],
+        "prune_connected_p50_ms": percentile(split["connected"], 0.50),
+        "prune_connected_p99_ms": percentile(split["connected"], 0.99),
+        "prune_connected_n": len(split["connected"]),
+        "prune_storm_p99_ms": percentile(split["storm"], 0.99),
+        "prune_storm_n": len(split["storm"]),
         "dispatch_p50_ms": line["dispatch_latency_ms"]["p50"],
         "dispatch_p99_ms": line["dispatch_latency_ms"]["p99"],
         "dispatch_n": line["dispatch_latency_ms"]["n"],
         "connect_s": line["connect_s"],
         "coordinator_cpu_s": round(cpu, 2),
         "coordinator_cores": round(cpu / elapsed, 2) if elapsed > 0 else None,
+        # The load generator shares the machine's cores: when the two add up to all of them, every
+        # latency includes waiting for a core.
+        "loadgen_cores": round((loadgen_usage.ru_utime + loadgen_usage.ru_stime) / elapsed, 2)
+        if elapsed > 0 else None,
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "base_rss_mib": round(base_rss / 1024, 1),
         "rss_per_worker_kib": round((connected_rss[0] - base_rss) / n, 1) if connected_rss else None,
@@ -211,6 +230,14 @@ def one_run(args, workdir, n, mode, rep):
         "errors": line["errors"],
     }
     return result
+
+
+def percentile(values, q):
+    # Nearest rank, as loadgen computes its own.
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[max(1, math.ceil(q * len(values))) - 1], 3)
 
 
 def median(values):

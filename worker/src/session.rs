@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use lrsweep_proto::cli::shutdown_signal;
 use lrsweep_proto::domain::TrialAssignment;
+use lrsweep_proto::rng::{hash, unit};
 use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
@@ -273,9 +274,12 @@ impl Worker {
             .session(UnboundedReceiverStream::new(rx))
             .await?
             .into_inner();
-        let mut heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
-            registration.heartbeat_interval_ms.max(100),
-        )));
+        // The first beat at this worker's own point of the interval: workers that registered in
+        // the same second (a job array, a restarted coordinator) do not all beat at once.
+        let every = Duration::from_millis(u64::from(registration.heartbeat_interval_ms.max(100)));
+        let seed = self.instance.bytes().fold(0, |h, b| hash(h ^ u64::from(b)));
+        let phase = every.mul_f64(unit(seed));
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
         loop {
             tokio::select! {
                 message = inbound.message() => {

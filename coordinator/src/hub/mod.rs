@@ -1,7 +1,11 @@
-//! The hub: one task owns the sweep, its store and the workers' links, fed by a bounded channel
+//! The hub: one task owns the sweep, its store and the workers' links, fed by bounded channels
 //! of events from the gRPC sessions (the shape of tokio-console's aggregator). Decisions are
 //! serial without a lock; a session that sends faster than the hub decides waits on the channel,
 //! and the hub waits only on the store's queue, never blocking a runtime thread.
+//!
+//! Arrivals (register, connect) come on a lane of their own, taken a small batch at a time in
+//! turn with the sessions' events: 10,000 workers registering at once do not hold up the stop
+//! orders of the trials already running.
 
 mod link;
 mod progress;
@@ -30,6 +34,10 @@ const QUEUED_EVENTS: usize = 4096;
 /// Events decided together and written in one queue entry; bounds how long a stop order waits
 /// behind the events received with it.
 const BATCH_EVENTS: usize = 256;
+/// Arrivals waiting for the hub before new ones wait, and how many it takes in one turn: a
+/// session's event waits behind at most this many registrations.
+const QUEUED_ARRIVALS: usize = 256;
+const BATCH_ARRIVALS: usize = 32;
 
 /// What a worker said on its stream, decoded and checked by the service.
 #[derive(Debug)]
@@ -94,6 +102,8 @@ enum Event {
 #[derive(Clone)]
 pub struct Hub {
     events: mpsc::Sender<Event>,
+    /// Register and Connect only.
+    arrivals: mpsc::Sender<Event>,
     done: watch::Receiver<bool>,
 }
 
@@ -109,6 +119,7 @@ impl Hub {
         metrics: Option<Metrics>,
     ) -> (Hub, JoinHandle<(Sweep, Durable)>) {
         let (events, mut inbox) = mpsc::channel(QUEUED_EVENTS);
+        let (arrivals, mut arriving) = mpsc::channel(QUEUED_ARRIVALS);
         let (done_tx, done) = watch::channel(false);
         let span = tracing::info_span!("hub", sweep = %sweep_id);
         let mut state = HubState::new(sweep_id, sweep, durable, lease, done_tx, metrics);
@@ -117,7 +128,9 @@ impl Hub {
                 state.flush().await;
                 let mut leases = tokio::time::interval((lease / 4).max(Duration::from_millis(50)));
                 let mut batch = Vec::with_capacity(BATCH_EVENTS);
+                let (mut arrived, mut arrivals_open) = (Vec::with_capacity(BATCH_ARRIVALS), true);
                 'serve: loop {
+                    // Whichever lane is ready; both ready, either at random: neither starves.
                     tokio::select! {
                         received = inbox.recv_many(&mut batch, BATCH_EVENTS) => {
                             if received == 0 {
@@ -132,6 +145,12 @@ impl Hub {
                                 state.handle(event);
                             }
                         }
+                        received = arriving.recv_many(&mut arrived, BATCH_ARRIVALS), if arrivals_open => {
+                            arrivals_open = received > 0;
+                            for event in arrived.drain(..) {
+                                state.handle(event);
+                            }
+                        }
                         _ = leases.tick() => state.expire_leases(Instant::now()),
                     }
                     state.flush().await;
@@ -140,12 +159,22 @@ impl Hub {
             }
             .instrument(span),
         );
-        (Hub { events, done }, task)
+        (
+            Hub {
+                events,
+                arrivals,
+                done,
+            },
+            task,
+        )
     }
 
     async fn send(&self, event: Event) -> Result<(), CoordinatorError> {
-        self.events
-            .send(event)
+        let lane = match event {
+            Event::Register { .. } | Event::Connect { .. } => &self.arrivals,
+            _ => &self.events,
+        };
+        lane.send(event)
             .await
             .map_err(|_| CoordinatorError::ShuttingDown)
     }

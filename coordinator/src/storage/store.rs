@@ -672,26 +672,58 @@ fn upsert_trials(tx: &Connection, trials: &[TrialRow]) -> Result<(), Coordinator
 fn insert_points(tx: &Connection, batches: &[PointBatch<'_>]) -> Result<usize, CoordinatorError> {
     let mut added = 0;
     let mut keys = SweepKeys::default();
-    let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO points (sweep, trial, attempt, step, train_loss, lr, val_loss)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
+    // Rows of a batch go in ROWS_PER_INSERT at a time: one statement per row made SQLite's
+    // per-statement work half of the writer's time at a million points a second.
+    let mut many = tx.prepare_cached(&insert_points_sql(ROWS_PER_INSERT))?;
+    let mut one = tx.prepare_cached(&insert_points_sql(1))?;
     for &(sweep_id, trial, attempt, points) in batches {
         let sweep = keys.get(tx, sweep_id)?;
         let trial = to_i64(trial)?;
-        for p in points {
-            added += insert.execute(params![
-                sweep,
-                trial,
-                attempt,
-                to_i64(p.step)?,
-                Real(p.train_loss),
-                Real(p.lr),
-                p.val_loss.map(Real),
-            ])?;
+        let chunks = points.chunks_exact(ROWS_PER_INSERT);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            bind_points(&mut many, sweep, trial, attempt, chunk)?;
+            added += many.raw_execute()?;
+        }
+        for p in rest {
+            bind_points(&mut one, sweep, trial, attempt, std::slice::from_ref(p))?;
+            added += one.raw_execute()?;
         }
     }
     Ok(added)
+}
+
+/// Points per multi-row INSERT: a common trace batch (32 points) in one statement.
+const ROWS_PER_INSERT: usize = 32;
+const POINT_COLUMNS: usize = 7;
+
+fn insert_points_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT OR IGNORE INTO points (sweep, trial, attempt, step, train_loss, lr, val_loss) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// Binds `points` of one attempt to `insert`'s parameters, a row of POINT_COLUMNS each.
+fn bind_points(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    sweep: i64,
+    trial: i64,
+    attempt: u32,
+    points: &[TracePoint],
+) -> Result<(), CoordinatorError> {
+    for (i, p) in points.iter().enumerate() {
+        let at = i * POINT_COLUMNS;
+        insert.raw_bind_parameter(at + 1, sweep)?;
+        insert.raw_bind_parameter(at + 2, trial)?;
+        insert.raw_bind_parameter(at + 3, attempt)?;
+        insert.raw_bind_parameter(at + 4, to_i64(p.step)?)?;
+        insert.raw_bind_parameter(at + 5, Real(p.train_loss))?;
+        insert.raw_bind_parameter(at + 6, Real(p.lr))?;
+        insert.raw_bind_parameter(at + 7, p.val_loss.map(Real))?;
+    }
+    Ok(())
 }
 
 /// Remembers the last sweep key looked up, since consecutive rows almost always share a sweep.

@@ -435,8 +435,10 @@ async fn simulated_worker(
 
     let heartbeat_every =
         Duration::from_millis(u64::from(registered.heartbeat_interval_ms).clamp(100, 60_000));
+    // Each at its own point of the interval, as the worker does.
     let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + heartbeat_every,
+        tokio::time::Instant::now()
+            + heartbeat_every.mul_f64(unit(hash(!args.seed ^ index as u64))),
         heartbeat_every,
     );
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
