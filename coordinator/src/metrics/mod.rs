@@ -19,8 +19,9 @@ pub use serve::serve;
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 
-/// Stop-order latency buckets, in seconds: a decision normally waits for one group commit
-/// (about a millisecond), so the resolution is finest there; the tail catches a stalled store.
+/// Stop-order latency buckets, in seconds: a stop goes out as soon as the hub decides it, within
+/// a millisecond unless the hub is behind, so the resolution is finest there; the tail catches a
+/// hub queued behind a saturated store.
 const STOP_LATENCY_BUCKETS: [f64; 12] = [
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
