@@ -105,7 +105,7 @@ def one_run(args, workdir, n, mode, rep):
             "--db", db,
             "--report", os.path.join(run_dir, "report.json"),
             "--listen", f"127.0.0.1:{port}",
-            "--lease-ms", "30000",
+            "--lease-ms", str(args.lease_ms),
             "--log-format", "json",
         ],
         stdin=subprocess.DEVNULL,
@@ -299,6 +299,7 @@ def main():
     p.add_argument("--rates-per-worker", type=int, default=4, help="grid rates per worker")
     p.add_argument("--min-rates", type=int, default=60)
     p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--lease-ms", type=int, default=30000, help="the coordinator's --lease-ms")
     p.add_argument("--profile", action="store_true",
                    help="record each run's coordinator with perf; its report goes to RUN/perf.txt")
     args = p.parse_args()
