@@ -338,12 +338,13 @@ fn a_finished_sweep_shows_every_trial_final_and_logged_its_rounds() {
         "sweep    ",
         &format!("round    {rounds} of 2"),
         &format!("trials   {trials} of {trials} done: "),
-        "workers  0 connected, 0 busy (0 of 0 slots)",
+        // Released by the coordinator, both hung up: they left, not lost or disconnected.
+        "workers  0 connected, 0 busy (0 of 0 slots), 2 left\n",
         "best     lr ",
         "eta      unknown (the sweep is not running)",
     ] {
         assert!(
-            out.lines().any(|l| l.starts_with(line)),
+            out.lines().any(|l| format!("{l}\n").starts_with(line)),
             "no `{line}`:\n{out}"
         );
     }

@@ -357,9 +357,18 @@ impl HubState {
     }
 
     /// The stream ended without a goodbye: the worker keeps its trials while its lease runs.
+    /// Once the workers were released, a hang-up is the goodbye: the worker left (its lease does
+    /// not run out later, as if it had been lost).
     pub(super) fn hang_up(&mut self, worker: &str, session: u64) {
+        let current = |link: &WorkerLink| link.outbox.as_ref().is_some_and(|(s, _)| *s == session);
+        if self.shutdown_sent && self.workers.get(worker).is_some_and(current) {
+            if let Some(link) = self.forget(worker) {
+                self.record_gone(worker, &link, WorkerState::Left);
+            }
+            return;
+        }
         if let Some(link) = self.workers.get_mut(worker) {
-            if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
+            if current(link) {
                 link.outbox = None;
                 link.last_seen = Instant::now();
                 self.sweep.set_available(worker, false);
