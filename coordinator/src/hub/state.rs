@@ -356,25 +356,33 @@ impl HubState {
         Ok(session)
     }
 
+    /// Whether `session` is the worker's open stream (not one rejected or replaced since).
+    fn is_current(&self, worker: &str, session: u64) -> bool {
+        self.workers
+            .get(worker)
+            .and_then(|w| w.outbox.as_ref())
+            .is_some_and(|(s, _)| *s == session)
+    }
+
     /// The stream ended without a goodbye: the worker keeps its trials while its lease runs.
     /// Once the workers were released, a hang-up is the goodbye: the worker left (its lease does
     /// not run out later, as if it had been lost).
     pub(super) fn hang_up(&mut self, worker: &str, session: u64) {
-        let current = |link: &WorkerLink| link.outbox.as_ref().is_some_and(|(s, _)| *s == session);
-        if self.shutdown_sent && self.workers.get(worker).is_some_and(current) {
+        if !self.is_current(worker, session) {
+            return;
+        }
+        if self.shutdown_sent {
             if let Some(link) = self.forget(worker) {
                 self.record_gone(worker, &link, WorkerState::Left);
             }
             return;
         }
         if let Some(link) = self.workers.get_mut(worker) {
-            if current(link) {
-                link.outbox = None;
-                link.last_seen = Instant::now();
-                self.sweep.set_available(worker, false);
-                self.record_worker(worker);
-            }
+            link.outbox = None;
+            link.last_seen = Instant::now();
         }
+        self.sweep.set_available(worker, false);
+        self.record_worker(worker);
     }
 
     /// One message from a worker's stream, decoded. A message that breaks the protocol ends
@@ -382,24 +390,18 @@ impl HubState {
     pub(super) fn on_worker_message(&mut self, worker: &str, session: u64, event: WorkerEvent) {
         // A session that was rejected or replaced by a reconnect has nothing more to say: what
         // it sent late, the worker resends on its current session.
-        let current = self
-            .workers
-            .get(worker)
-            .and_then(|w| w.outbox.as_ref())
-            .is_some_and(|(s, _)| *s == session);
-        if !current {
+        if !self.is_current(worker, session) {
             return;
         }
         if let Err(e) = self.on_worker_event(worker, event) {
             warn!(event = "worker_rejected", worker, error = %e);
-            if let Some(link) = self.workers.get_mut(worker) {
-                if link.outbox.as_ref().is_some_and(|(s, _)| *s == session) {
-                    if let Some((_, stream)) = link.outbox.take() {
-                        stream.close(e.into());
-                    }
-                    self.sweep.set_available(worker, false);
-                    self.record_worker(worker);
+            if self.is_current(worker, session) {
+                let link = self.workers.get_mut(worker);
+                if let Some((_, stream)) = link.and_then(|l| l.outbox.take()) {
+                    stream.close(e.into());
                 }
+                self.sweep.set_available(worker, false);
+                self.record_worker(worker);
             }
         }
     }
