@@ -6,6 +6,10 @@ tests/src/bin/bench-search.rs, scored against the same ground truth.
 
     optuna_peer.py run --results SEARCH.json --worker-bin PATH --out OPTUNA.json [--trials 30]
     optuna_peer.py compare --results SEARCH.json [--optuna OPTUNA.json]
+    optuna_peer.py generalization --input OUT/report-peer.json --worker-bin PATH --out FILE
+
+`generalization` runs the same studies on bench-generalization's searches (its <set>-peer.json
+lists each search's one-trial spec); bench-generalization --optuna FILE scores them.
 
 `run` (needs optuna) reads bench-search's results for each problem and seed: the one-trial spec
 file (the problem's [trainer] with that seed, the full budget and the evaluation interval), the
@@ -209,6 +213,61 @@ def cmd_run(args):
     return 0
 
 
+def cmd_generalization(args):
+    """The generalization benchmark's peer: one seeded study per search of the set and pruner.
+    Only the rates and steps are recorded; bench-generalization scores each prefix's best rate
+    on the expected loss (--optuna FILE), like every strategy's pick."""
+    try:
+        import optuna
+    except ImportError:
+        print("optuna_peer: optuna is not installed (pip install optuna)", file=sys.stderr)
+        return 3
+    from concurrent.futures import ThreadPoolExecutor
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searches = json.load(open(args.input))["searches"]
+    jobs = [(s, p) for s in searches for p in args.pruners.split(",")]
+    started = time.monotonic()
+
+    def one(job):
+        search, pruner = job
+        study = run_study(
+            optuna, args.worker_bin, search["spec"], search["instance"], search["seed"], pruner,
+            args.trials, math.nan, 1,
+        )
+        print(
+            f"   {search['instance']} seed {search['seed']} optuna-{pruner}: {study['trials']} trials, "
+            f"{study['total_steps']} steps, best_lr {study['best_lr'] or float('nan'):.3e}, "
+            f"{study['wall_s']:.1f}s",
+            file=sys.stderr,
+        )
+        keep = ("trials", "steps", "best_lr")
+        return {
+            "instance": search["instance"],
+            "seed": search["seed"],
+            "pruner": pruner,
+            "wall_s": study["wall_s"],
+            "prefixes": [{k: p[k] for k in keep} for p in study["prefixes"]],
+            "log": study["log"],
+        }
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        studies = list(pool.map(one, jobs))
+    out = {
+        "benchmark": "generalization-optuna",
+        "optuna": optuna.__version__,
+        "n_trials": args.trials,
+        "command": " ".join(sys.argv),
+        "seconds": time.monotonic() - started,
+        "studies": studies,
+    }
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print(f"optuna results written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def fmt_pct(v):
     return "-" if v is None else f"{v:.1f}"
 
@@ -336,8 +395,15 @@ def main():
     compare = sub.add_parser("compare", help="print the side-by-side tables")
     compare.add_argument("--results", required=True)
     compare.add_argument("--optuna")
+    gen = sub.add_parser("generalization", help="studies for bench-generalization's <set>-peer.json")
+    gen.add_argument("--input", required=True, help="bench-generalization's <set>-peer.json")
+    gen.add_argument("--worker-bin", required=True, help="the lrsweep-worker binary")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--trials", type=int, default=30)
+    gen.add_argument("--pruners", default=",".join(PRUNERS))
+    gen.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    return cmd_run(args) if args.command == "run" else cmd_compare(args)
+    return {"run": cmd_run, "compare": cmd_compare, "generalization": cmd_generalization}[args.command](args)
 
 
 if __name__ == "__main__":

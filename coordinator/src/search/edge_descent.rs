@@ -17,6 +17,7 @@ use lrsweep_proto::spec::{EdgeDescentSpec, SearchSpec};
 
 use super::lattice::{grid_len, span_point};
 use super::outcome::{candidates, CandidateResult, TrialResult};
+use super::parabola;
 use super::recommendation::{Confidence, Recommendation, FLAT};
 use super::{RoundPlan, Strategy};
 use crate::prune::Incumbent;
@@ -34,6 +35,20 @@ enum Stage {
         stride: u32,
     },
     Done,
+}
+
+/// What a round trains.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Budget {
+    /// The first round's budget: the edge probes.
+    Probe,
+    /// The full budget, each rate stopped once it is clearly behind the best so far: the
+    /// ladder, whose rates far from the optimum need not finish to be ruled out.
+    FullHeld,
+    /// The full budget to the end: the refinement, whose rates lie close to the best, where
+    /// one seed's noise can put the better rate behind for a while, and whose losses the
+    /// final fit needs.
+    Full,
 }
 
 pub struct EdgeDescent {
@@ -82,10 +97,12 @@ impl EdgeDescent {
         (at.max(0.0) as u32).min(self.n - 1)
     }
 
-    /// A round on `indices`; at the full budget it is held against the best rate so far.
-    fn plan(&mut self, indices: BTreeSet<u32>, full: bool) -> RoundPlan {
+    /// A round on `indices` at the probes' budget or at the full one (`Budget`).
+    fn plan(&mut self, indices: BTreeSet<u32>, budget: Budget) -> RoundPlan {
+        let full = budget != Budget::Probe;
         let round = if full { self.search.last_round() } else { 0 };
-        let incumbent = self.best().filter(|_| full).map(|(i, score)| Incumbent {
+        let held = budget == Budget::FullHeld;
+        let incumbent = self.best().filter(|_| held).map(|(i, score)| Incumbent {
             lr: self.lr(i),
             score,
             validation: self.validation.get(&i).cloned().unwrap_or_default(),
@@ -122,7 +139,7 @@ impl EdgeDescent {
         let probes: BTreeSet<u32> = (1..=k)
             .map(|j| (lo + ((hi - lo) * j + (k + 1) / 2) / (k + 1)).clamp(lo + 1, hi - 1) as u32)
             .collect();
-        Some(self.plan(probes, false))
+        Some(self.plan(probes, Budget::Probe))
     }
 
     /// Records a round's candidates: stability always, scores when `full`.
@@ -142,33 +159,85 @@ impl EdgeDescent {
         }
     }
 
-    /// The best full-budget index (ties to the smaller rate) below every divergence.
-    fn best(&self) -> Option<(u32, f64)> {
+    /// The full-budget scores below every divergence that may be picked: not the largest stable
+    /// rate's (what was stable on this seed at the edge may diverge on another) unless it is
+    /// the only one.
+    fn scored(&self) -> Vec<(u32, f64)> {
         let below = self.unstable.unwrap_or(self.n);
-        self.finals
+        let edge = self.top_stable().filter(|_| self.unstable.is_some());
+        let all: Vec<(u32, f64)> = self
+            .finals
             .range(..below)
             .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .collect();
+        let safe: Vec<(u32, f64)> = all
+            .iter()
+            .copied()
+            .filter(|&(i, _)| Some(i) != edge)
+            .collect();
+        if safe.is_empty() {
+            all
+        } else {
+            safe
+        }
+    }
+
+    /// The best full-budget index (ties to the smaller rate).
+    fn best(&self) -> Option<(u32, f64)> {
+        self.scored()
+            .into_iter()
             .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
     }
 
-    /// The next ladder rates below the lowest tried, or None when the ladder is over: its
-    /// lowest `ladder_patience` rates are all worse than the best, or the range's bottom is
-    /// reached.
+    /// The recommended index: the scored full-budget rate nearest the vertex of a parabola
+    /// fitted to the losses within one ladder stride of the best (parabola.rs), or the best
+    /// itself when there is no such fit.
+    fn pick(&self) -> Option<(u32, f64)> {
+        let (best, score) = self.best()?;
+        let stride = self.spec.ladder_stride;
+        let near: Vec<(u32, f64)> = self
+            .scored()
+            .into_iter()
+            .filter(|&(i, _)| i.abs_diff(best) <= stride)
+            .collect();
+        let points: Vec<(f64, f64)> = near.iter().map(|&(i, s)| (f64::from(i), s)).collect();
+        let Some(v) = parabola::vertex(&points) else {
+            return Some((best, score));
+        };
+        near.into_iter().min_by(|a, b| {
+            (f64::from(a.0) - v)
+                .abs()
+                .total_cmp(&(f64::from(b.0) - v).abs())
+        })
+    }
+
+    /// The next ladder rates below the lowest tried, or None when the ladder is over: the loss
+    /// rose `ladder_patience` times in a row as the rate fell, or the range's bottom is reached.
+    ///
+    /// Not "the best is far above": a loss that is worse at a smaller rate may be a hump between
+    /// a model that does not learn (near the edge) and the real optimum further down.
     fn ladder_round(&mut self) -> Option<RoundPlan> {
         let top = self.top?;
         let stride = self.spec.ladder_stride;
         let lowest = self.finals.keys().next().copied();
-        // Everything so far diverged or failed at the full budget: keep going down.
-        let descending = self.best().is_none_or(|(b, _)| {
-            self.finals
-                .keys()
-                .take(self.spec.ladder_patience as usize)
-                .any(|&i| i == b)
-        });
-        if !descending {
+        // From the lowest rate up: a rate stopped behind the best counts as worse than the one
+        // above it; rates at or above a divergence are not part of the ladder's descent.
+        let below = self.unstable.unwrap_or(self.n);
+        let losses: Vec<Option<f64>> = self.finals.range(..below).map(|(_, s)| *s).collect();
+        let patience = self.spec.ladder_patience as usize;
+        let rising = self.best().is_some()
+            && losses.len() > patience
+            && losses
+                .windows(2)
+                .take(patience)
+                .all(|w| match (w[0], w[1]) {
+                    (None, _) => true,
+                    (Some(lower), Some(upper)) => lower > upper,
+                    (Some(_), None) => false,
+                });
+        if rising {
             return None;
         }
-        let below = self.unstable.unwrap_or(self.n);
         let start = lowest.map_or(i64::from(top) + i64::from(stride), i64::from);
         let rates: BTreeSet<u32> = (1..=i64::from(self.spec.ladder_width))
             .map(|j| start - j * i64::from(stride))
@@ -178,7 +247,15 @@ impl EdgeDescent {
         if rates.is_empty() {
             return None;
         }
-        Some(self.plan(rates, true))
+        Some(self.plan(rates, Budget::FullHeld))
+    }
+
+    /// Whether the ladder has rates left below its lowest.
+    fn ladder_has_room(&self) -> bool {
+        self.finals
+            .keys()
+            .next()
+            .is_some_and(|&lowest| lowest >= self.spec.ladder_stride)
     }
 
     /// Rates `stride` either side of the best not tried yet, halving `stride` until there are
@@ -197,7 +274,7 @@ impl EdgeDescent {
             .collect();
             if !rates.is_empty() {
                 self.stage = Stage::Refine { stride };
-                return Some(self.plan(rates, true));
+                return Some(self.plan(rates, Budget::Full));
             }
             stride /= 2;
         }
@@ -229,6 +306,12 @@ impl EdgeDescent {
                 Stage::Ladder => Stage::Refine {
                     stride: self.spec.ladder_stride,
                 },
+                // A full-budget divergence below every rate scored so far (stability is not
+                // always monotone far above the optimum) leaves nothing to recommend: the
+                // ladder goes on down from its lowest rate.
+                Stage::Refine { .. } if self.best().is_none() && self.ladder_has_room() => {
+                    Stage::Ladder
+                }
                 Stage::Refine { .. } | Stage::Done => Stage::Done,
             };
         }
@@ -239,21 +322,16 @@ impl EdgeDescent {
     /// How flat the full-budget loss is around `best` (scoring `score`), from the rates trained
     /// at that budget below every divergence.
     fn confidence(&self, best: u32, score: f64) -> Confidence {
-        let below = self.unstable.unwrap_or(self.n);
-        let scored: Vec<(u32, f64)> = self
-            .finals
-            .range(..below)
-            .filter_map(|(&i, s)| s.map(|s| (i, s)))
-            .collect();
-        let flat: Vec<u32> = scored
+        let scored = self.scored();
+        let close: Vec<u32> = scored
             .iter()
             .filter(|(_, s)| *s <= score + score.abs() * FLAT)
             .map(|&(i, _)| i)
             .collect();
         let ratio = |s: Option<&(u32, f64)>| s.map(|&(_, s)| s / score);
         Confidence {
-            flat_from: self.lr(flat.iter().copied().min().unwrap_or(best)),
-            flat_to: self.lr(flat.iter().copied().max().unwrap_or(best)),
+            flat_from: self.lr(close.iter().copied().min().unwrap_or(best)),
+            flat_to: self.lr(close.iter().copied().max().unwrap_or(best)),
             below_ratio: ratio(scored.iter().rev().find(|(i, _)| *i < best)),
             above_ratio: ratio(scored.iter().find(|(i, _)| *i > best)),
             at_range_end: match best {
@@ -298,7 +376,7 @@ impl Strategy for EdgeDescent {
     }
 
     fn recommendation(&self) -> Option<Recommendation> {
-        let (best, score) = self.best()?;
+        let (best, score) = self.pick()?;
         let max_stable = self.top_stable().unwrap_or(best).max(best);
         Some(Recommendation {
             confidence: Some(self.confidence(best, score)),
@@ -320,20 +398,24 @@ mod tests {
     /// Runs the strategy to the end on a synthetic problem: rates above `edge` diverge, the
     /// rest score by their squared distance (in decades) from `best`. Returns the plans.
     fn drive(search: &mut EdgeDescent, best: f64, edge: f64) -> Vec<RoundPlan> {
+        drive_with(search, |lr| {
+            if lr > edge {
+                trial(lr, 0, None, true)
+            } else {
+                trial(lr, 0, Some((lr.log10() - best.log10()).powi(2)), false)
+            }
+        })
+    }
+
+    /// Runs the strategy to the end with each rate's trial from `outcome`. Returns the plans.
+    fn drive_with(
+        search: &mut EdgeDescent,
+        outcome: impl Fn(f64) -> TrialResult,
+    ) -> Vec<RoundPlan> {
         let mut plans = vec![search.first_round()];
         loop {
             let plan = plans.last().unwrap();
-            let results: Vec<TrialResult> = plan
-                .lrs
-                .iter()
-                .map(|&lr| {
-                    if lr > edge {
-                        trial(lr, 0, None, true)
-                    } else {
-                        trial(lr, 0, Some((lr.log10() - best.log10()).powi(2)), false)
-                    }
-                })
-                .collect();
+            let results: Vec<TrialResult> = plan.lrs.iter().map(|&lr| outcome(lr)).collect();
             match search.next_round(&results) {
                 Some(next) => plans.push(next),
                 None => return plans,
@@ -470,5 +552,97 @@ mod tests {
             }
         }
         assert_eq!(a.recommendation(), b.recommendation());
+    }
+
+    #[test]
+    fn the_ladder_walks_through_a_hump_to_the_optimum_below_it() {
+        // Near the edge (0.37, down to 10^-1.3) the model does not learn (1.0); below it, down
+        // to 10^-3.6, rates learn and overfit, worse than that (a hump peaking at 1.6, four
+        // ladder rungs wide); the optimum is at 1e-5.
+        let mut search = edge_descent("");
+        let loss = |lr: f64| match lr.log10() {
+            x if x > -1.3 => 1.0,
+            x if x > -3.6 => 1.6 - 0.4 * (x + 2.45).abs() / 1.15,
+            x => 0.3 + 0.1 * (x + 5.0).powi(2),
+        };
+        drive_with(&mut search, |lr| {
+            if lr > 0.37 {
+                trial(lr, 0, None, true)
+            } else {
+                trial(lr, 0, Some(loss(lr)), false)
+            }
+        });
+        let rec = search.recommendation().unwrap();
+        assert!((rec.best_lr.log10() + 5.0).abs() < 0.25, "{rec:?}");
+    }
+
+    #[test]
+    fn the_largest_stable_rate_is_not_the_pick_when_a_smaller_one_scored() {
+        // The loss falls all the way to the edge: the best would be the last stable rate.
+        let mut search = edge_descent("");
+        drive_with(&mut search, |lr| {
+            if lr > 0.2 {
+                trial(lr, 0, None, true)
+            } else {
+                trial(
+                    lr,
+                    0,
+                    Some(1.0 - 0.1 * lr.log10().max(-7.0) / -7.0 - lr),
+                    false,
+                )
+            }
+        });
+        let rec = search.recommendation().unwrap();
+        assert!(rec.best_lr < rec.max_stable_lr, "{rec:?}");
+    }
+
+    #[test]
+    fn the_pick_follows_the_fitted_minimum_not_one_lucky_rate() {
+        // True loss: a parabola in lattice steps, its minimum midway between two ladder rungs
+        // (the ladder runs down from the largest stable rate 6 steps at a time). The rung
+        // below the minimum is lucky and scores lowest; refinement then trains the minimum
+        // itself, and the fit over the five rates around picks it.
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
+        let at = |lr: f64| grid.iter().position(|&g| g == lr).unwrap() as i64;
+        let centre = top - 6 * 7 + 3;
+        let mut search = edge_descent("");
+        drive_with(&mut search, |lr| {
+            if lr > 0.37 {
+                return trial(lr, 0, None, true);
+            }
+            let k = at(lr);
+            let lucky = if k == centre - 3 { -0.03 } else { 0.0 };
+            trial(
+                lr,
+                0,
+                Some(1.0 + 0.002 * ((k - centre) as f64).powi(2) + lucky),
+                false,
+            )
+        });
+        let rec = search.recommendation().unwrap();
+        assert_eq!(at(rec.best_lr), centre, "{rec:?}");
+    }
+
+    #[test]
+    fn a_divergence_below_every_scored_rate_sends_the_ladder_further_down() {
+        // Lattice steps below the largest stable rate (0.37 diverges): the ladder's top scores
+        // 1.0 and the next rung 1.2, the two below are stopped behind the best; refinement
+        // around the best then finds a divergence below all of them. Below that the loss has
+        // its minimum at 1e-5.
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
+        let below_top = |lr: f64| top - grid.iter().position(|&g| g == lr).unwrap() as i64;
+        let mut search = edge_descent("");
+        drive_with(&mut search, |lr| match below_top(lr) {
+            d if d < 0 || d == 9 => trial(lr, 0, None, true),
+            0 => trial(lr, 0, Some(1.0), false),
+            d if d <= 6 => trial(lr, 0, Some(1.2), false),
+            d if d <= 18 => trial(lr, 0, None, false),
+            _ => trial(lr, 0, Some(0.3 + 0.1 * (lr.log10() + 5.0).powi(2)), false),
+        });
+        let rec = search.recommendation().expect("a recommendation");
+        assert!((rec.best_lr.log10() + 5.0).abs() < 0.25, "{rec:?}");
+        assert!(rec.max_stable_lr < grid[(top - 9) as usize], "{rec:?}");
     }
 }

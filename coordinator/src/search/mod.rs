@@ -8,6 +8,7 @@ mod lattice;
 pub mod loss_curve;
 mod lr_range;
 pub mod outcome;
+mod parabola;
 mod recommendation;
 mod single_round;
 #[cfg(test)]

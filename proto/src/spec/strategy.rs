@@ -117,8 +117,8 @@ pub struct EdgeDescentSpec {
     pub ladder_stride: u32,
     /// Ladder rates per round (and the two sides of each refinement).
     pub ladder_width: u32,
-    /// The ladder goes on down while its best rate is among its lowest this many: one rate
-    /// worse than a larger one may be noise, or a dip between two basins.
+    /// The ladder ends once the loss has risen this many times in a row as the rate fell: one
+    /// rise may be noise, or a hump between a model that does not learn and the optimum.
     pub ladder_patience: u32,
     /// Refinement stops after the rates this many lattice steps either side of the best.
     pub finest_stride: u32,

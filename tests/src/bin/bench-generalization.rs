@@ -40,7 +40,10 @@ const MIN_LR: f64 = 1e-7;
 const MAX_LR: f64 = 10.0;
 const RESOLUTION: f64 = 1.25;
 /// Trainer seeds the expected loss averages over.
-const GT_SEEDS: [u64; 5] = [1000, 1001, 1002, 1003, 1004];
+const GT_SEEDS: [u64; 20] = [
+    1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
+    1016, 1017, 1018, 1019,
+];
 
 /// How a family's data is made. Sizes are small on purpose: few examples and label noise are
 /// the regime where large rates overfit and short runs mislead.
@@ -239,9 +242,9 @@ const FAMILIES: [Family; 10] = [
 /// Data seeds and search seeds of each set. The digits families have one data set: only their
 /// search seeds differ.
 const TUNING_DATA_SEEDS: [u64; 1] = [1];
-const TUNING_SEARCH_SEEDS: [u64; 3] = [11, 12, 13];
+const TUNING_SEARCH_SEEDS: [u64; 10] = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
 const REPORT_DATA_SEEDS: [u64; 2] = [2, 3];
-const REPORT_SEARCH_SEEDS: [u64; 3] = [21, 22, 23];
+const REPORT_SEARCH_SEEDS: [u64; 5] = [21, 22, 23, 24, 25];
 
 /// One family on one data seed.
 #[derive(Clone)]
@@ -283,13 +286,18 @@ impl Instance {
         (self.family.steps / 40).max(1)
     }
 
-    fn one_trial(&self, seed: u64) -> OneTrial {
-        let text = format!(
+    /// The one-trial spec: the full budget on this instance with trainer seed `seed`.
+    fn one_trial_text(&self, seed: u64) -> String {
+        format!(
             "[search]\nsteps = [{}]\neval_every = {}\n\n{}",
             self.family.steps,
             self.eval_every(),
             self.trainer_table(seed)
-        );
+        )
+    }
+
+    fn one_trial(&self, seed: u64) -> OneTrial {
+        let text = self.one_trial_text(seed);
         OneTrial::from_spec_text(&text, None, None, None)
             .unwrap_or_else(|e| panic!("{}: one-trial spec: {e}\n{text}", self.name()))
     }
@@ -348,6 +356,12 @@ fn base_spec(variant: &str, b: u64, probe_pct: u64) -> Option<(String, String)> 
                 (b * probe_pct / 100).max(1)
             ),
             String::new(),
+        ),
+        // The reference: every rate of the grid at the full budget on the search's one seed,
+        // nothing pruned; its cost is 100% by definition. What a single-seed search can reach.
+        "grid" => (
+            format!("strategy = \"grid\"\n{range}steps = [{b}]\nreplicates = 1\n"),
+            "rule = \"none\"\n".to_string(),
         ),
         _ => return None,
     })
@@ -681,6 +695,8 @@ struct Args {
     out: PathBuf,
     threads: usize,
     ground_truth_only: bool,
+    /// Results of bench/optuna_peer.py's `generalization` command, scored with the rest.
+    optuna: Option<PathBuf>,
 }
 
 fn usage(why: &str) -> ! {
@@ -689,7 +705,7 @@ fn usage(why: &str) -> ! {
     }
     eprintln!(
         "usage: bench-generalization [--set tuning|report] [--variants c2f,...] \
-         [--families a,b] [--out DIR] [--threads N<=2] [--ground-truth-only]"
+         [--families a,b] [--out DIR] [--threads N<=2] [--ground-truth-only] [--optuna FILE]"
     );
     std::process::exit(2)
 }
@@ -702,6 +718,7 @@ fn parse_args() -> Args {
         out: PathBuf::from("target/bench-generalization"),
         threads: 2,
         ground_truth_only: false,
+        optuna: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -723,6 +740,7 @@ fn parse_args() -> Args {
                     .unwrap_or_else(|| usage("--threads takes 1 or 2"))
             }
             "--ground-truth-only" => args.ground_truth_only = true,
+            "--optuna" => args.optuna = Some(value("--optuna").into()),
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -753,6 +771,7 @@ fn main() {
     for inst in &instances {
         gt.ensure(inst, &lrs, args.threads);
     }
+    write_peer_input(&args, &instances, search_seeds);
     if args.ground_truth_only {
         return;
     }
@@ -782,6 +801,9 @@ fn main() {
         }
     });
     let mut runs = runs.into_inner().expect("joined");
+    if let Some(path) = &args.optuna {
+        runs.extend(optuna_runs(path, &instances));
+    }
     runs.sort_by(|a, b| (&a.variant, &a.instance, a.seed).cmp(&(&b.variant, &b.instance, b.seed)));
 
     // Rates a search picked off the grid get their own expected loss.
@@ -925,4 +947,71 @@ fn search(inst: &Instance, seed: u64, variant: &str) -> Run {
         trials: report.trials.len(),
         report: json!({ "trial_log": trials }),
     }
+}
+
+/// Writes `<out>/<set>-peer.json`: per search of the set (instance, search seed), the one-trial
+/// spec file the Optuna peer trains with (`lrsweep-worker train --spec`), so that the peer
+/// searches the same problems on the same trainer seed as the strategies.
+fn write_peer_input(args: &Args, instances: &[Instance], search_seeds: &[u64]) {
+    let dir = args.out.join("peer-specs");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let mut searches = Vec::new();
+    for inst in instances {
+        for &seed in search_seeds {
+            let path = dir.join(format!("{}-s{seed}.toml", inst.name().replace('/', "-")));
+            std::fs::write(&path, inst.one_trial_text(seed))
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            searches.push(json!({ "instance": inst.name(), "seed": seed,
+                                  "spec": path.canonicalize().expect("just written") }));
+        }
+    }
+    let path = args.out.join(format!("{}-peer.json", args.set));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({ "searches": searches })).expect("json"),
+    )
+    .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Trial counts at which the Optuna studies are scored (prefixes of one seeded study).
+const OPTUNA_TRIALS: [usize; 3] = [10, 20, 30];
+
+/// The Optuna peer's studies as runs, one per pruner and trial count: the best rate of the
+/// study's first n trials, and the steps those n trials trained.
+fn optuna_runs(path: &Path, instances: &[Instance]) -> Vec<Run> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let value: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let grid_steps: HashMap<String, u64> = instances
+        .iter()
+        .map(|i| (i.name(), i.grid_steps()))
+        .collect();
+    let mut runs = Vec::new();
+    for study in value["studies"].as_array().into_iter().flatten() {
+        let instance = study["instance"].as_str().unwrap_or_default().to_string();
+        let Some(&grid) = grid_steps.get(&instance) else {
+            continue;
+        };
+        let pruner = study["pruner"].as_str().unwrap_or("?");
+        let prefixes = study["prefixes"].as_array().cloned().unwrap_or_default();
+        for n in OPTUNA_TRIALS {
+            let Some(p) = prefixes.get(n - 1) else {
+                continue;
+            };
+            let steps = p["steps"].as_u64().unwrap_or(0);
+            runs.push(Run {
+                instance: instance.clone(),
+                seed: study["seed"].as_u64().unwrap_or(0),
+                variant: format!("optuna-{pruner}-{n}"),
+                steps,
+                pct: 100.0 * steps as f64 / grid as f64,
+                best_lr: p["best_lr"].as_f64(),
+                max_stable_lr: None,
+                trials: n,
+                report: Value::Null,
+            });
+        }
+    }
+    runs
 }
