@@ -44,7 +44,7 @@ import time
 HIT = 1.02
 PRUNERS = ("median", "hyperband")
 STRATEGY_LABELS = {
-    "c2f": "lrsweep coarse-to-fine (default, dominated pruning)",
+    "c2f": "lrsweep coarse-to-fine (dominated pruning)",
     "c2f-noprune": "lrsweep coarse-to-fine, no pruning",
     "grid": "lrsweep grid 1.25 (default pruning)",
     "random": "lrsweep random (c2f's rate count, default pruning)",

@@ -7,20 +7,32 @@
 # Environment:
 #   SET=report         tuning (what the strategy was developed on) or report (held-back
 #                      families, other data seeds, other search seeds)
-#   VARIANTS=c2f,edge  strategies and variants (see variant_spec in the binary)
+#   VARIANTS=c2f,edge,grid  strategies and variants (see variant_spec in the binary)
+#   OPTUNA=1           also the Optuna peer (TPE + Median/Hyperband pruners, scored at 10, 20
+#                      and 30 trials) on the same searches; needs `pip install optuna`
 #   THREADS=2          at most 2
 #   OUT=target/bench-generalization
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SET=${SET:-report}
-VARIANTS=${VARIANTS:-c2f,edge}
+VARIANTS=${VARIANTS:-c2f,edge,grid}
+OPTUNA=${OPTUNA:-0}
 THREADS=${THREADS:-2}
 OUT=${OUT:-target/bench-generalization}
 
-cargo build --release --quiet -p lrsweep-tests --bin bench-generalization
+cargo build --release --quiet -p lrsweep-tests --bin bench-generalization -p lrsweep-worker \
+    --bin lrsweep-worker
 TARGET=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p "$OUT"
-"$TARGET/release/bench-generalization" --set "$SET" --variants "$VARIANTS" \
-    --threads "$THREADS" --out "$OUT" | tee "$OUT/$SET.txt"
+BENCH=("$TARGET/release/bench-generalization" --set "$SET" --threads "$THREADS" --out "$OUT")
+PEER=()
+if [ "$OPTUNA" = 1 ]; then
+    # The ground truth first: it also writes each search's one-trial spec for the peer.
+    "${BENCH[@]}" --ground-truth-only
+    python3 bench/optuna_peer.py generalization --input "$OUT/$SET-peer.json" \
+        --worker-bin "$TARGET/release/lrsweep-worker" --out "$OUT/$SET-optuna.json"
+    PEER=(--optuna "$OUT/$SET-optuna.json")
+fi
+"${BENCH[@]}" --variants "$VARIANTS" "${PEER[@]}" | tee "$OUT/$SET.txt"

@@ -102,6 +102,7 @@ EOF
 # round 1 at 120,000 steps and rung pruning, a CI run once ended the sweep before it was back.
 cat >"$work/spec.toml" <<'EOF'
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-5
 max_lr = 10.0
 rounds = 2

@@ -106,6 +106,7 @@ say "one-node cluster up: $node, $cpus CPUs"
 # Softmax on the digits, two rounds of trials of about a second: time to scancel mid-sweep.
 cat >"$work/jobs/search.toml" <<'EOF'
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-4
 max_lr = 10.0
 rounds = 2

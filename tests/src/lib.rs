@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 /// the database. No rung pruning: what runs does not depend on timing.
 pub const FAULT_SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 1.0
 rounds = 1
@@ -48,6 +49,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// MLP): a step is still under way for milliseconds when a worker is told to drop the trial.
 pub const SLOW_STEPS: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-2
 max_lr = 1.0
 rounds = 1

@@ -206,8 +206,8 @@ mod tests {
     #[test]
     fn runs_every_round_and_stops_diverging_trials_at_their_batch() {
         let spec = least_squares(
-            "min_lr = 1e-3\nmax_lr = 10.0\nrounds = 2\nsteps = [100]\ndata_fraction = [1.0]\n\
-             replicates = 2\neval_every = 50",
+            "strategy = \"coarse-to-fine\"\nmin_lr = 1e-3\nmax_lr = 10.0\nrounds = 2\nsteps = [100]\n\
+             data_fraction = [1.0]\nreplicates = 2\neval_every = 50",
         );
         let (sweep, report) = run_in_process(&spec, 3);
         assert!(
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn trainer_errors_are_reported_as_failures_and_retried() {
         let mut spec =
-            least_squares("min_lr = 0.01\nmax_lr = 1.0\nrounds = 1\nsteps = [10]\ndata_fraction = [1.0]\nreplicates = 1");
+            least_squares("strategy = \"coarse-to-fine\"\nmin_lr = 0.01\nmax_lr = 1.0\nrounds = 1\nsteps = [10]\ndata_fraction = [1.0]\nreplicates = 1");
         spec.trainer.built_in_mut().unwrap().dataset = lrsweep_proto::domain::DatasetSpec::Csv {
             path: "/nonexistent/lrsweep/data.csv".into(),
             label: "y".into(),

@@ -14,6 +14,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// enough to outlast six kills. No rung pruning: what runs does not depend on timing.
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 10.0
 rounds = 2

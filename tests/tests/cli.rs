@@ -13,6 +13,7 @@ const WAIT: Duration = Duration::from_secs(120);
 /// Three short softmax trials; `STEPS` marks the budget a test can recognise.
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-2
 max_lr = 1.0
 rounds = 1

@@ -10,6 +10,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// Trials long enough (tens of milliseconds at least) to kill a worker in the middle of one.
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 1.0
 rounds = 1
@@ -77,6 +78,7 @@ fn a_failing_trainer_fails_its_attempts_and_the_worker_stays_up() {
         format!(
             r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-2
 max_lr = 1.0
 rounds = 1

@@ -11,6 +11,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// Trials of a few seconds each, so the coordinator is killed while the worker trains.
 const LONG: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-4
 max_lr = 1.0
 rounds = 1

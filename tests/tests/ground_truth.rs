@@ -164,7 +164,7 @@ fn coarse_to_fine(problem: Problem, momentum: f64) -> (SweepSpec, Sweep, Report)
         problem,
         momentum,
         Batch::Full,
-        "min_lr = 1e-4\nmax_lr = 10.0\nrounds = 4\ncandidates_per_round = 5\nresolution = 1.1\n\
+        "strategy = \"coarse-to-fine\"\nmin_lr = 1e-4\nmax_lr = 10.0\nrounds = 4\ncandidates_per_round = 5\nresolution = 1.1\n\
          steps = [200]\ndata_fraction = [1.0]\nreplicates = 1\neval_every = 20",
     );
     let (sweep, report) = run_in_process(&spec, 2);

@@ -18,6 +18,7 @@ const TOKEN: &str = "s3cret-for-workers-only";
 
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 1.0
 rounds = 1

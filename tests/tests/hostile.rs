@@ -18,6 +18,7 @@ const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
 
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-7
 max_lr = 10.0
 rounds = 1

@@ -24,6 +24,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// middle of the sweep. No rung pruning, so which trials run does not depend on timing.
 const LONG: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-4
 max_lr = 1.0
 rounds = 2
@@ -47,6 +48,7 @@ seed = 1
 /// A quick sweep for the report tests.
 const SMALL: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 10.0
 rounds = 2

@@ -10,6 +10,7 @@ const TOKEN: &str = "correct-horse-battery-staple";
 
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-2
 max_lr = 10.0
 rounds = 1

@@ -11,6 +11,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// Decades 1e-4..100 on the MLP: the top rates must diverge, the useful ones lie in between.
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-4
 max_lr = 100.0
 rounds = 2

@@ -15,6 +15,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 /// Two short coarse-to-fine rounds on the digits: the top decades diverge.
 const SWEEP: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 100.0
 rounds = 2
@@ -270,6 +271,7 @@ fn a_sweep_whose_trials_all_failed_still_draws_and_shows_the_errors_escaped() {
         format!(
             r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-2
 max_lr = 1.0
 rounds = 1

@@ -174,6 +174,7 @@ fn status_until(db: &str, lines: &[&str]) -> String {
 
 const SCRIPTED_SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 1.0
 rounds = 1
@@ -301,6 +302,7 @@ async fn metrics_and_status_follow_a_sweep_while_it_runs() {
 
 const REAL_SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-3
 max_lr = 10.0
 rounds = 2

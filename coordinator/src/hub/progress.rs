@@ -184,11 +184,11 @@ mod tests {
     use super::*;
     use crate::sweep::Command;
     use lrsweep_proto::domain::TracePoint;
-    use lrsweep_proto::spec::{RungRule, SweepSpec};
+    use lrsweep_proto::spec::RungRule;
 
     /// Two rounds of 4 and 3 rates on one worker, no rung pruning.
     fn sweep() -> Sweep {
-        let mut spec = SweepSpec::default();
+        let mut spec = crate::search::test_support::c2f_spec();
         spec.search.min_lr = 1e-3;
         spec.search.max_lr = 1.0;
         spec.search.rounds = 2;

@@ -248,7 +248,6 @@ mod tests {
     use crate::search::outcome::{CurvePoint, TrialStatus};
     use crate::search::test_support::*;
     use lrsweep_proto::domain::OptimizerSpec;
-    use lrsweep_proto::spec::SweepSpec;
 
     #[test]
     fn first_round_is_the_decade_grid_with_round_zero_budget() {
@@ -270,7 +269,7 @@ mod tests {
 
     #[test]
     fn interior_best_is_bracketed_by_its_neighbours() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         let plan = search.first_round();
         let next = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         assert_grid(&next.lrs, 1e-4, 1e-2, 5);
@@ -292,12 +291,12 @@ mod tests {
 
     #[test]
     fn best_at_the_range_edge_is_clamped_to_the_range() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         let plan = search.first_round();
         let next = search.advance(&synthetic(&plan.lrs, 1e-9, 1.0)).unwrap();
         assert_grid(&next.lrs, 1e-7, 1e-6, 5);
 
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         let plan = search.first_round();
         let next = search.advance(&synthetic(&plan.lrs, 50.0, 100.0)).unwrap();
         assert_grid(&next.lrs, 1.0, 10.0, 5);
@@ -305,7 +304,7 @@ mod tests {
 
     #[test]
     fn upper_edge_next_to_a_diverged_rate_stays_below_it() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         let plan = search.first_round();
         // 0.1 is best and 1.0 diverged: 1.0 is the open upper end.
         let next = search.advance(&synthetic(&plan.lrs, 0.5, 0.5)).unwrap();
@@ -438,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_last_round_is_the_grid_lattice_around_the_best_rate() {
-        let spec = SweepSpec::default();
+        let spec = c2f_spec();
         let mut search = c2f(&spec);
         let plan = search.first_round();
         let round1 = search.advance(&synthetic(&plan.lrs, 0.02, 1.0)).unwrap();
@@ -495,7 +494,7 @@ mod tests {
 
     #[test]
     fn stops_when_nothing_is_left_below_a_divergence() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         search.first_round();
         // Noise: 1e-3 diverged but 1e-2 scored best. Its whole bracket lies at or above 1e-3.
         let results = [diverged(1e-3), scored(1e-2, 0.5), scored(0.1, 1.0)];
@@ -534,7 +533,7 @@ mod tests {
         let next = search.advance(&synthetic(&plan.lrs, 1e-3, 1.0)).unwrap();
         assert!(search.advance(&synthetic(&next.lrs, 1e-3, 1.0)).is_none());
 
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         let plan = search.first_round();
         let all_diverged: Vec<_> = plan.lrs.iter().map(|&lr| diverged(lr)).collect();
         assert!(search.advance(&all_diverged).is_none());
@@ -543,7 +542,7 @@ mod tests {
 
     #[test]
     fn recommendation_uses_latest_scores_and_largest_stable_rate() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         assert!(search.recommendation().is_none());
         search.first_round();
         let pruned = CandidateResult {
@@ -578,7 +577,7 @@ mod tests {
 
     #[test]
     fn recommendation_falls_back_to_an_earlier_round() {
-        let mut search = c2f(&SweepSpec::default());
+        let mut search = c2f(&c2f_spec());
         search.first_round();
         search
             .advance(&[scored(1e-3, 2.0), scored(1e-2, 1.0), scored(0.1, 1.5)])
@@ -632,8 +631,8 @@ mod tests {
         assert!(candidates(&[]).is_empty());
 
         // The trait's next_round is the candidate-level one on the grouped results.
-        let mut by_trials = c2f(&SweepSpec::default());
-        let mut by_candidates = c2f(&SweepSpec::default());
+        let mut by_trials = c2f(&c2f_spec());
+        let mut by_candidates = c2f(&c2f_spec());
         let plan = Strategy::first_round(&mut by_trials);
         by_candidates.start(0, plan.lrs.clone());
         let results: Vec<TrialResult> = synthetic(&plan.lrs, 1e-3, 1.0)

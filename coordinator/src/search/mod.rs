@@ -85,12 +85,12 @@ pub struct RoundPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::test_support::spec_from;
+    use crate::search::test_support::{c2f_spec, spec_from};
     use lrsweep_proto::domain::Ramp;
 
     #[test]
     fn build_strategy_plans_each_strategy() {
-        let mut c2f = build_strategy(&SweepSpec::default());
+        let mut c2f = build_strategy(&c2f_spec());
         let plan = c2f.first_round();
         assert_eq!(plan.lrs, decade_grid(1e-7, 10.0));
         assert_eq!((plan.replicates, plan.schedule.clone()), (1, None));

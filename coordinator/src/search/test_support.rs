@@ -54,7 +54,7 @@ pub(crate) fn four_rounds() -> SweepSpec {
 }
 
 pub(crate) fn spec_with(f: impl FnOnce(&mut SweepSpec)) -> SweepSpec {
-    let mut spec = SweepSpec::default();
+    let mut spec = c2f_spec();
     f(&mut spec);
     spec.validate().unwrap();
     spec
@@ -83,6 +83,11 @@ pub(crate) fn assert_log_even(lrs: &[f64]) {
 /// A valid spec from TOML text.
 pub(crate) fn spec_from(toml: &str) -> SweepSpec {
     SweepSpec::from_toml_str(toml).unwrap_or_else(|e| panic!("{e}: {toml}"))
+}
+
+/// Every default, with coarse-to-fine as the search (the default strategy is edge descent).
+pub(crate) fn c2f_spec() -> SweepSpec {
+    spec_from("[search]\nstrategy = \"coarse-to-fine\"\n")
 }
 
 /// The coarse-to-fine fields of a coarse-to-fine spec.

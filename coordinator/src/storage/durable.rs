@@ -414,7 +414,7 @@ mod tests {
     }
 
     fn spec() -> SweepSpec {
-        let mut spec = SweepSpec::default();
+        let mut spec = crate::search::test_support::c2f_spec();
         spec.search.min_lr = 1e-3;
         spec.search.max_lr = 1.0;
         spec.search.rounds = 2;

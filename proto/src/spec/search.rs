@@ -34,8 +34,8 @@ impl Default for SearchSpec {
         SearchSpec {
             min_lr: 1e-7,
             max_lr: 10.0,
-            rounds: 3,
-            steps: vec![50, 300, 1000],
+            rounds: 2,
+            steps: vec![50, 1000],
             data_fraction: vec![1.0],
             replicates: 1,
             eval_every: 25,
@@ -181,12 +181,17 @@ fn check_round_list<T: PartialOrd>(
     Ok(())
 }
 
+/// Coarse-to-fine's own defaults for `rounds` and `steps`: round 0 (decades) plus two
+/// refinements, short rounds placing the search and the last one running the full budget.
+const C2F_ROUNDS: u32 = 3;
+const C2F_STEPS: [u64; 3] = [50, 300, 1000];
+
 /// `search.strategy` as written in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum StrategyName {
-    #[default]
     CoarseToFine,
+    #[default]
     EdgeDescent,
     RangeTest,
     Grid,
@@ -396,8 +401,12 @@ impl SearchTable {
         Ok(SearchSpec {
             min_lr: self.min_lr.unwrap_or(d.min_lr),
             max_lr: self.max_lr.unwrap_or(d.max_lr),
-            rounds: self.rounds.unwrap_or(d.rounds),
-            steps: self.steps.unwrap_or(d.steps),
+            rounds: self
+                .rounds
+                .unwrap_or(if c2f { C2F_ROUNDS } else { d.rounds }),
+            steps: self
+                .steps
+                .unwrap_or_else(|| if c2f { C2F_STEPS.to_vec() } else { d.steps }),
             data_fraction: self.data_fraction.unwrap_or(d.data_fraction),
             replicates: self.replicates.unwrap_or(d.replicates),
             eval_every: self.eval_every.unwrap_or(d.eval_every),

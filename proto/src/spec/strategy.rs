@@ -25,7 +25,7 @@ pub enum StrategySpec {
 
 impl Default for StrategySpec {
     fn default() -> Self {
-        StrategySpec::CoarseToFine(CoarseToFineSpec::default())
+        StrategySpec::EdgeDescent(EdgeDescentSpec::default())
     }
 }
 

@@ -14,16 +14,16 @@ fn empty_text_gives_all_defaults() {
     assert_eq!(spec, SweepSpec::default());
     assert_eq!(spec.search.min_lr, 1e-7);
     assert_eq!(spec.search.max_lr, 10.0);
-    assert_eq!(spec.search.rounds, 3);
-    assert_eq!(spec.search.steps, vec![50, 300, 1000]);
+    assert_eq!(spec.search.rounds, 2);
+    assert_eq!(spec.search.steps, vec![50, 1000]);
     assert_eq!(spec.search.data_fraction, vec![1.0]);
     assert_eq!(spec.search.replicates, 1);
-    let StrategySpec::CoarseToFine(c) = &spec.search.strategy else {
+    let StrategySpec::EdgeDescent(e) = &spec.search.strategy else {
         panic!("{:?}", spec.search.strategy)
     };
-    assert_eq!((c.final_below, c.final_above), (3, 1));
-    assert_eq!((c.candidates_per_round, c.resolution), (5, 1.25));
-    assert_eq!(c.hypergradient, None);
+    assert_eq!((e.resolution, e.edge_probes), (1.25, 3));
+    assert_eq!((e.ladder_stride, e.ladder_width), (6, 2));
+    assert_eq!((e.ladder_patience, e.finest_stride), (3, 2));
     assert_eq!(spec.pruning.rule, RungRule::Dominated);
     assert_eq!(
         (spec.pruning.reduction_factor, spec.pruning.grace_fraction),
@@ -37,6 +37,18 @@ fn empty_text_gives_all_defaults() {
 fn example_spec_parses_and_spells_out_the_defaults() {
     let spec = SweepSpec::from_toml_str(include_str!("../../../examples/digits.toml")).unwrap();
     assert_eq!(spec, SweepSpec::default());
+}
+
+#[test]
+fn coarse_to_fine_example_spells_out_its_defaults() {
+    let spec =
+        SweepSpec::from_toml_str(include_str!("../../../examples/coarse-to-fine.toml")).unwrap();
+    let bare = SweepSpec::from_toml_str("[search]\nstrategy = \"coarse-to-fine\"\n").unwrap();
+    assert_eq!(spec, bare);
+    assert_eq!(
+        (spec.search.rounds, spec.search.steps),
+        (3, vec![50, 300, 1000])
+    );
 }
 
 #[test]
@@ -147,7 +159,7 @@ fn the_toml_written_reads_back_as_the_same_spec() {
         "[search]\nstrategy = \"range-test\"\nrefine = true\nrounds = 2\nsteps = [100, 300]",
         "[search]\nstrategy = \"random\"\nseed = 9",
         "[search]\nstrategy = \"grid\"\nresolution = 2.0",
-        "[search]\nhypergradient = { kind = \"sgd-hd\" }",
+        "[search]\nstrategy = \"coarse-to-fine\"\nhypergradient = { kind = \"sgd-hd\" }",
     ];
     for text in texts {
         let spec = SweepSpec::from_toml_str(text).unwrap();
@@ -200,7 +212,7 @@ fn impossible_search_values_name_their_field() {
         ("max_lr = inf", "search.max_lr"),
         ("max_lr = -1.0", "search.max_lr"),
         ("rounds = 0", "search.rounds"),
-        ("candidates_per_round = 1", "search.candidates_per_round"),
+        ("strategy = \"coarse-to-fine\"\ncandidates_per_round = 1", "search.candidates_per_round"),
         ("resolution = 1.0", "search.resolution"),
         ("resolution = nan", "search.resolution"),
         ("steps = []", "search.steps"),
@@ -215,8 +227,8 @@ fn impossible_search_values_name_their_field() {
             "data_fraction = [0.1, 0.2, 0.3, 0.4]",
             "search.data_fraction",
         ),
-        ("final_below = 0\nfinal_above = 0", "search.final_below"),
-        ("final_above = 2000", "search.final_above"),
+        ("strategy = \"coarse-to-fine\"\nfinal_below = 0\nfinal_above = 0", "search.final_below"),
+        ("strategy = \"coarse-to-fine\"\nfinal_above = 2000", "search.final_above"),
         ("replicates = 0", "search.replicates"),
         ("replicates = 5000", "search.replicates"),
         ("random_trials = 1000000", "search.random_trials"),
@@ -235,7 +247,7 @@ fn impossible_search_values_name_their_field() {
         ),
         ("strategy = \"bayesian\"", "search.strategy"),
         (
-            "hypergradient = { kind = \"sgd\" }",
+            "strategy = \"coarse-to-fine\"\nhypergradient = { kind = \"sgd\" }",
             "search.hypergradient",
         ),
         (
@@ -243,7 +255,7 @@ fn impossible_search_values_name_their_field() {
             "search.hypergradient",
         ),
         (
-            "hypergradient = { kind = \"sgd-hd\", hypergrad_lr = -1.0 }",
+            "strategy = \"coarse-to-fine\"\nhypergradient = { kind = \"sgd-hd\", hypergrad_lr = -1.0 }",
             "search.hypergradient.hypergrad_lr",
         ),
         ("ramp = \"cubic\"", "search.ramp"),
@@ -376,9 +388,8 @@ fn command_trainers_parse_and_refuse_what_they_cannot_do() {
 }
 
 #[test]
-fn edge_descent_example_spells_out_its_defaults_and_other_fields_are_refused() {
-    let spec =
-        SweepSpec::from_toml_str(include_str!("../../../examples/edge-descent.toml")).unwrap();
+fn edge_descent_is_the_default_and_other_strategies_fields_are_refused() {
+    let spec = SweepSpec::from_toml_str("[search]\n").unwrap();
     assert_eq!(
         spec.search.strategy,
         StrategySpec::EdgeDescent(EdgeDescentSpec::default())

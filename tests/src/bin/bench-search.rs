@@ -51,13 +51,13 @@ struct Problem {
     /// Full budget: the grid's, random search's and the quality runs' steps.
     full_steps: u64,
     eval_every: u64,
-    /// `[search]` budget lines of the default coarse-to-fine run.
+    /// `[search]` budget lines of the coarse-to-fine run.
     c2f_budget: &'static str,
     /// `[search]` budget lines of the range test's refinement.
     refine_budget: &'static str,
 }
 
-/// The product's defaults (examples/digits.toml), spelled out.
+/// Coarse-to-fine's defaults (examples/coarse-to-fine.toml), spelled out.
 const DIGITS_C2F_BUDGET: &str = "rounds = 3\ncandidates_per_round = 5\nsteps = [50, 300, 1000]\n\
                                  data_fraction = [1.0]\nreplicates = 1\neval_every = 25\n";
 /// examples/range-then-refine.toml.
@@ -115,7 +115,7 @@ const PROBLEMS: [Problem; 3] = [
 
 /// The strategies compared, in table order.
 const STRATEGIES: [(&str, &str); 6] = [
-    ("c2f", "coarse-to-fine, default (dominated pruning)"),
+    ("c2f", "coarse-to-fine (dominated pruning)"),
     ("c2f-noprune", "coarse-to-fine, rule none"),
     ("grid", "grid 1.25, full budget, default pruning"),
     ("random", "random log-uniform, c2f's rate count"),
@@ -652,7 +652,7 @@ fn main() {
             if strategy == "c2f" {
                 let ok_hits = hits * 5 >= rows.len() * 4;
                 summary.push(format!(
-                    "{}: default coarse-to-fine hits {hits}/{} (target ≥ 4 of 5: {}), median {med_pct:.2}% of the grid's steps, max {max_pct:.2}% (target ≤ {STEP_TARGET_PCT}%: {})",
+                    "{}: coarse-to-fine hits {hits}/{} (target ≥ 4 of 5: {}), median {med_pct:.2}% of the grid's steps, max {max_pct:.2}% (target ≤ {STEP_TARGET_PCT}%: {})",
                     problem.name,
                     rows.len(),
                     if ok_hits { "met" } else { "MISSED" },

@@ -13,6 +13,7 @@ use lrsweep_tests::chaos::{run, ChaosConfig};
 /// outlast forty kills. No rung pruning: what runs does not depend on timing.
 const SPEC: &str = r#"
 [search]
+strategy = "coarse-to-fine"
 min_lr = 1e-5
 max_lr = 10.0
 rounds = 3
