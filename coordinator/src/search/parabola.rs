@@ -51,7 +51,7 @@ pub fn vertex(points: &[(f64, f64)]) -> Option<f64> {
         det3(mc) / det
     };
     let (b, a) = (with(1), with(2));
-    if !(a > 0.0) || !b.is_finite() {
+    if !a.is_finite() || a <= 0.0 || !b.is_finite() {
         return None;
     }
     let lo = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);

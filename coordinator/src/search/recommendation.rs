@@ -36,7 +36,7 @@ pub const FLAT: f64 = 0.02;
 /// How flat the full-budget loss is around the pick, from the rates trained at that budget.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Confidence {
-    /// The smallest and largest rate trained whose loss is within 2% of the best's: a wide span
+    /// The smallest and largest rate trained whose loss is within 2% of the pick's: a wide span
     /// is a flat optimum (any rate in it does as well; a small error in the pick costs little).
     pub flat_from: f64,
     pub flat_to: f64,
@@ -53,7 +53,8 @@ impl Confidence {
     pub fn sentence(&self) -> String {
         let ratio = |r: Option<f64>| r.map_or("not trained".to_string(), |r| format!("{r:.3}x"));
         let mut text = format!(
-            "rates {:.3e} .. {:.3e} are within 2% of the best; the nearest rate below scores {},              above {}",
+            "rates {:.3e} .. {:.3e} are within 2% of the pick's loss; the nearest rate trained to the \
+             end below scores {}, above {}",
             self.flat_from,
             self.flat_to,
             ratio(self.below_ratio),
