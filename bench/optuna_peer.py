@@ -382,25 +382,27 @@ def cmd_compare(args):
     return 0
 
 
+def study_arguments(parser):
+    """What both study commands take: the trainer binary, the output and the studies' shape."""
+    parser.add_argument("--worker-bin", required=True, help="the lrsweep-worker binary")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--pruners", default=",".join(PRUNERS))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the Optuna studies")
     run.add_argument("--results", required=True, help="bench-search's JSON results")
-    run.add_argument("--worker-bin", required=True, help="the lrsweep-worker binary")
-    run.add_argument("--out", required=True)
-    run.add_argument("--trials", type=int, default=30)
-    run.add_argument("--pruners", default=",".join(PRUNERS))
+    study_arguments(run)
     run.add_argument("--problems", default="")
     compare = sub.add_parser("compare", help="print the side-by-side tables")
     compare.add_argument("--results", required=True)
     compare.add_argument("--optuna")
     gen = sub.add_parser("generalization", help="studies for bench-generalization's <set>-peer.json")
     gen.add_argument("--input", required=True, help="bench-generalization's <set>-peer.json")
-    gen.add_argument("--worker-bin", required=True, help="the lrsweep-worker binary")
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--trials", type=int, default=30)
-    gen.add_argument("--pruners", default=",".join(PRUNERS))
+    study_arguments(gen)
     gen.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     return {"run": cmd_run, "compare": cmd_compare, "generalization": cmd_generalization}[args.command](args)
