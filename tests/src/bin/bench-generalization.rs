@@ -75,6 +75,10 @@ enum Data {
         hidden: usize,
         noise: f64,
     },
+    /// A CSV written outside the benchmark (`--external`): real datasets it was not built with.
+    External {
+        regression: bool,
+    },
     /// Features with scales log-spaced from 1 to 1/√`condition`, targets X·w* + noise.
     LeastSquares {
         n: usize,
@@ -258,7 +262,7 @@ struct Instance {
 impl Instance {
     fn name(&self) -> String {
         match self.family.data {
-            Data::Digits => self.family.name.to_string(),
+            Data::Digits | Data::External { .. } => self.family.name.to_string(),
             _ => format!("{}/d{}", self.family.name, self.data_seed),
         }
     }
@@ -271,7 +275,9 @@ impl Instance {
                 "dataset = {{ kind = \"csv\", path = \"{}\", label = \"label\", task = \"{}\" }}\n",
                 path.display(),
                 match data {
-                    Data::TeacherRegression { .. } | Data::LeastSquares { .. } => "regression",
+                    Data::TeacherRegression { .. }
+                    | Data::LeastSquares { .. }
+                    | Data::External { regression: true } => "regression",
                     _ => "classification",
                 }
             ),
@@ -395,7 +401,7 @@ fn generate(data: Data, seed: u64) -> Vec<(Vec<f64>, f64)> {
             .collect()
     };
     match data {
-        Data::Digits => Vec::new(),
+        Data::Digits | Data::External { .. } => Vec::new(),
         Data::Mixture {
             n,
             d,
@@ -496,7 +502,7 @@ fn generate(data: Data, seed: u64) -> Vec<(Vec<f64>, f64)> {
 
 fn instance(family: &'static Family, data_seed: u64, data_dir: &Path) -> Instance {
     let csv = match family.data {
-        Data::Digits => None,
+        Data::Digits | Data::External { .. } => None,
         data => {
             let path = data_dir.join(format!("{}-d{data_seed}.csv", family.name));
             let rows = generate(data, data_seed);
@@ -524,7 +530,7 @@ fn set(name: &str, data_dir: &Path) -> (Vec<Instance>, &'static [u64]) {
     let mut out = Vec::new();
     for family in FAMILIES.iter().filter(|f| !tuning || f.tuning) {
         let seeds = match family.data {
-            Data::Digits => &data_seeds[..1],
+            Data::Digits | Data::External { .. } => &data_seeds[..1],
             _ => data_seeds,
         };
         for &seed in seeds {
@@ -698,6 +704,9 @@ struct Args {
     ground_truth_only: bool,
     /// Results of bench/optuna_peer.py's `generalization` command, scored with the rest.
     optuna: Option<PathBuf>,
+    /// A manifest of datasets written outside the benchmark (bench/sklearn_datasets.py): they
+    /// replace the set's instances, searched on the report set's seeds.
+    external: Option<PathBuf>,
 }
 
 fn usage(why: &str) -> ! {
@@ -706,7 +715,8 @@ fn usage(why: &str) -> ! {
     }
     eprintln!(
         "usage: bench-generalization [--set tuning|report] [--variants c2f,...] \
-         [--families a,b] [--out DIR] [--threads N<=2] [--ground-truth-only] [--optuna FILE]"
+         [--families a,b] [--out DIR] [--threads N<=2] [--ground-truth-only] [--optuna FILE] \
+         [--external MANIFEST]"
     );
     std::process::exit(2)
 }
@@ -720,6 +730,7 @@ fn parse_args() -> Args {
         threads: 2,
         ground_truth_only: false,
         optuna: None,
+        external: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -742,6 +753,7 @@ fn parse_args() -> Args {
             }
             "--ground-truth-only" => args.ground_truth_only = true,
             "--optuna" => args.optuna = Some(value("--optuna").into()),
+            "--external" => args.external = Some(value("--external").into()),
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -757,13 +769,19 @@ fn parse_args() -> Args {
 }
 
 fn main() {
-    let args = parse_args();
+    let mut args = parse_args();
+    if args.external.is_some() {
+        args.set = "external".into();
+    }
     let data_dir = args.out.join("data");
     std::fs::create_dir_all(&data_dir)
         .unwrap_or_else(|e| panic!("creating {}: {e}", data_dir.display()));
     let data_dir = std::fs::canonicalize(&data_dir).expect("the data dir exists");
     let started = Instant::now();
-    let (mut instances, search_seeds) = set(&args.set, &data_dir);
+    let (mut instances, search_seeds) = match &args.external {
+        Some(manifest) => (external_instances(manifest), &REPORT_SEARCH_SEEDS[..]),
+        None => set(&args.set, &data_dir),
+    };
     if let Some(families) = &args.families {
         instances.retain(|i| families.iter().any(|f| f == i.family.name));
     }
@@ -1056,4 +1074,37 @@ fn print_ceiling(gt: &GroundTruth, instances: &[Instance]) {
             100.0 * hits as f64 / total as f64
         );
     }
+}
+
+/// The instances of an external manifest: a JSON list of `{name, csv, regression, trainer,
+/// steps, standardize}` (`trainer`: the model, optimizer and batch lines). Their families live
+/// for the whole run.
+fn external_instances(manifest: &Path) -> Vec<Instance> {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", manifest.display()));
+    let value: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let leak = |v: &Value| -> &'static str { Box::leak(v.as_str().unwrap_or_default().into()) };
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let family: &'static Family = Box::leak(Box::new(Family {
+                name: leak(&d["name"]),
+                data: Data::External {
+                    regression: d["regression"].as_bool().unwrap_or(false),
+                },
+                trainer: leak(&d["trainer"]),
+                steps: d["steps"].as_u64().unwrap_or(1000),
+                standardize: d["standardize"].as_bool().unwrap_or(true),
+                tuning: false,
+            }));
+            Instance {
+                family,
+                data_seed: 0,
+                csv: Some(PathBuf::from(d["csv"].as_str().unwrap_or_default())),
+            }
+        })
+        .collect()
 }
