@@ -238,6 +238,8 @@ impl EdgeDescent {
         if rising {
             return None;
         }
+        // The ladder starts at the edge rate itself: never the pick (it may diverge on another
+        // seed), but its full-budget run checks `max_stable_lr` at the budget it is for.
         let start = lowest.map_or(i64::from(top) + i64::from(stride), i64::from);
         let rates: BTreeSet<u32> = (1..=i64::from(self.spec.ladder_width))
             .map(|j| start - j * i64::from(stride))
@@ -412,10 +414,19 @@ mod tests {
         search: &mut EdgeDescent,
         outcome: impl Fn(f64) -> TrialResult,
     ) -> Vec<RoundPlan> {
+        drive_budgets(search, |lr, _| outcome(lr))
+    }
+
+    /// `drive_with`, the outcome knowing the round's budget (the probes train 50 steps).
+    fn drive_budgets(
+        search: &mut EdgeDescent,
+        outcome: impl Fn(f64, u64) -> TrialResult,
+    ) -> Vec<RoundPlan> {
         let mut plans = vec![search.first_round()];
         loop {
             let plan = plans.last().unwrap();
-            let results: Vec<TrialResult> = plan.lrs.iter().map(|&lr| outcome(lr)).collect();
+            let results: Vec<TrialResult> =
+                plan.lrs.iter().map(|&lr| outcome(lr, plan.steps)).collect();
             match search.next_round(&results) {
                 Some(next) => plans.push(next),
                 None => return plans,
@@ -459,6 +470,8 @@ mod tests {
         let edge_rounds = plans.iter().take_while(|p| p.steps == 50).count();
         assert!((3..=5).contains(&edge_rounds), "{plans:#?}");
         assert!(plans[edge_rounds..].iter().all(|p| p.steps == 1000));
+        // The ladder starts at the edge rate: its full-budget run checks it at that budget.
+        assert!(plans[edge_rounds].lrs.contains(&below), "{plans:#?}");
         for plan in &plans {
             assert!(plan.lrs.iter().all(|lr| grid.contains(lr)), "{plan:?}");
         }
@@ -626,19 +639,22 @@ mod tests {
 
     #[test]
     fn a_divergence_below_every_scored_rate_sends_the_ladder_further_down() {
-        // Lattice steps below the largest stable rate (0.37 diverges): the ladder's top scores
-        // 1.0 and the next rung 1.2, the two below are stopped behind the best; refinement
-        // around the best then finds a divergence below all of them. Below that the loss has
-        // its minimum at 1e-5.
+        // Lattice steps below the largest stable rate (0.37 diverges), at the full budget: the
+        // edge rate scores 0.9 (never the pick), the rung 6 below 1.0, the rungs 12 and 18
+        // below are stopped behind it; refinement around it then finds a divergence 9 below,
+        // under every rate scored. Further down the loss has its minimum at 1e-5.
         let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
         let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
         let below_top = |lr: f64| top - grid.iter().position(|&g| g == lr).unwrap() as i64;
         let mut search = edge_descent("");
-        drive_with(&mut search, |lr| match below_top(lr) {
-            d if d < 0 || d == 9 => trial(lr, 0, None, true),
-            0 => trial(lr, 0, Some(1.0), false),
-            d if d <= 6 => trial(lr, 0, Some(1.2), false),
-            d if d <= 18 => trial(lr, 0, None, false),
+        drive_budgets(&mut search, |lr, steps| match below_top(lr) {
+            d if d < 0 => trial(lr, 0, None, true),
+            _ if steps == 50 => trial(lr, 0, Some(1.0), false),
+            9 => trial(lr, 0, None, true),
+            0 => trial(lr, 0, Some(0.9), false),
+            6 => trial(lr, 0, Some(1.0), false),
+            d if d < 6 => trial(lr, 0, Some(1.2), false),
+            d if d <= 24 => trial(lr, 0, None, false),
             _ => trial(lr, 0, Some(0.3 + 0.1 * (lr.log10() + 5.0).powi(2)), false),
         });
         let rec = search.recommendation().expect("a recommendation");

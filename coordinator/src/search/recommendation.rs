@@ -51,7 +51,7 @@ pub struct Confidence {
 impl Confidence {
     /// One sentence for the text summary and the HTML page.
     pub fn sentence(&self) -> String {
-        let ratio = |r: Option<f64>| r.map_or("not trained".to_string(), |r| format!("{r:.3}x"));
+        let ratio = |r: Option<f64>| r.map_or("(none)".to_string(), |r| format!("{r:.3}x"));
         let mut text = format!(
             "rates {:.3e} .. {:.3e} are within 2% of the pick's loss; the nearest rate trained to the \
              end below scores {}, above {}",
