@@ -37,6 +37,14 @@ enum Stage {
     Done,
 }
 
+/// The lowest-scoring (index, score), ties to the smaller rate.
+fn lowest(scored: &[(u32, f64)]) -> Option<(u32, f64)> {
+    scored
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+}
+
 /// What a round trains.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Budget {
@@ -184,19 +192,17 @@ impl EdgeDescent {
 
     /// The best full-budget index (ties to the smaller rate).
     fn best(&self) -> Option<(u32, f64)> {
-        self.scored()
-            .into_iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        lowest(&self.scored())
     }
 
     /// The recommended index: the scored full-budget rate nearest the vertex of a parabola
     /// fitted to the losses within one ladder stride of the best (parabola.rs), or the best
     /// itself when there is no such fit.
     fn pick(&self) -> Option<(u32, f64)> {
-        let (best, score) = self.best()?;
+        let scored = self.scored();
+        let (best, score) = lowest(&scored)?;
         let stride = self.spec.ladder_stride;
-        let near: Vec<(u32, f64)> = self
-            .scored()
+        let near: Vec<(u32, f64)> = scored
             .into_iter()
             .filter(|&(i, _)| i.abs_diff(best) <= stride)
             .collect();
