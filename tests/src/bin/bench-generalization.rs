@@ -1000,10 +1000,7 @@ const OPTUNA_TRIALS: [usize; 3] = [10, 20, 30];
 /// The Optuna peer's studies as runs, one per pruner and trial count: the best rate of the
 /// study's first n trials, and the steps those n trials trained.
 fn optuna_runs(path: &Path, instances: &[Instance]) -> Vec<Run> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let value: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value = read_json(path);
     let grid_steps: HashMap<String, u64> = instances
         .iter()
         .map(|i| (i.name(), i.grid_steps()))
@@ -1043,12 +1040,13 @@ fn optuna_runs(path: &Path, instances: &[Instance]) -> Vec<Run> {
 /// best any one-seed search could do by taking its lowest loss.
 fn print_ceiling(gt: &GroundTruth, instances: &[Instance]) {
     let n = GT_SEEDS.len();
+    let lrs = grid_lrs();
     println!("\nceiling: argmin of the k-seed mean over the whole grid, scored on the other seeds");
     for k in [1, 2, 3, 5] {
         let (mut hits, mut total) = (0, 0);
         for inst in instances {
             let rates = &gt.known[&inst.name()];
-            let grid: Vec<&Vec<f64>> = grid_lrs().iter().map(|lr| &rates[&lr.to_bits()]).collect();
+            let grid: Vec<&Vec<f64>> = lrs.iter().map(|lr| &rates[&lr.to_bits()]).collect();
             for start in 0..n {
                 let chosen: Vec<usize> = (0..k).map(|j| (start + j) % n).collect();
                 let mean = |losses: &Vec<f64>, pick: bool| {
@@ -1080,10 +1078,7 @@ fn print_ceiling(gt: &GroundTruth, instances: &[Instance]) {
 /// steps, standardize}` (`trainer`: the model, optimizer and batch lines). Their families live
 /// for the whole run.
 fn external_instances(manifest: &Path) -> Vec<Instance> {
-    let text = std::fs::read_to_string(manifest)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", manifest.display()));
-    let value: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let value = read_json(manifest);
     let leak = |v: &Value| -> &'static str { Box::leak(v.as_str().unwrap_or_default().into()) };
     value
         .as_array()
@@ -1107,4 +1102,11 @@ fn external_instances(manifest: &Path) -> Vec<Instance> {
             }
         })
         .collect()
+}
+
+/// A JSON file the run was pointed at; a missing or broken one ends the run, naming it.
+fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
