@@ -49,9 +49,10 @@ struct Job {
 /// A write the file system refuses for now (disk full, a read-only file, an I/O error) stalls the
 /// writer: it keeps the group in memory and retries it until it commits, so no assignment decided
 /// after it goes out meanwhile (stop orders do: the hub sends them at once, and resume decides
-/// them again), and the sweep goes on where it was once space returns. Each group is one transaction: nothing is half-written. Any other failed write is
-/// remembered and ends the sweep: a coordinator that cannot record what happens can no longer
-/// promise to lose nothing. Nothing is written after it.
+/// them again), and the sweep goes on where it was once space returns. Each group is one
+/// transaction: nothing is half-written. Any other failed write is remembered and ends the
+/// sweep: a coordinator that cannot record what happens can no longer promise to lose nothing.
+/// Nothing is written after it.
 pub struct Durable {
     sweep_id: String,
     /// None once closed.
