@@ -143,14 +143,8 @@ fn local_workers_run_the_sweep_from_one_command() {
 fn a_bad_spec_is_refused_at_start_naming_the_field() {
     let setup = Setup::new("bad-spec", "");
     for (text, field) in [
-        (
-            "[search]\nstrategy = \"coarse-to-fine\"\nmin_lr = 1.0\nmax_lr = 0.1\n",
-            "search.min_lr",
-        ),
-        (
-            "[search]\nstrategy = \"coarse-to-fine\"\nlearning_rate = 0.1\n",
-            "learning_rate",
-        ),
+        ("[search]\nmin_lr = 1.0\nmax_lr = 0.1\n", "search.min_lr"),
+        ("[search]\nlearning_rate = 0.1\n", "learning_rate"),
         ("[trainer]\nbatch_size = 0\n", "trainer.batch_size"),
     ] {
         std::fs::write(&setup.spec, text).unwrap();
