@@ -194,7 +194,8 @@ def one_run(args, workdir, n, mode, rep):
             phase = "connected" if a["stopped_at_s"] >= (line["connect_s"] or 0) else "storm"
             split[phase].append(a["prune_latency_ms"])
     with sqlite3.connect(db) as conn:
-        stored = conn.execute("SELECT count(*) FROM points").fetchone()[0]
+        stored = conn.execute(
+            "SELECT coalesce(sum(points), 0) FROM point_batches").fetchone()[0]
         trials = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
     elapsed = line["elapsed_s"]
     cpu = usage.ru_utime + usage.ru_stime

@@ -312,7 +312,11 @@ pub fn wait_for_stored_points(db: &str, at_least: i64, timeout: Duration) {
     let count = || -> rusqlite::Result<i64> {
         let conn =
             rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.query_row("SELECT COUNT(*) FROM points", [], |row| row.get(0))
+        conn.query_row(
+            "SELECT coalesce(sum(points), 0) FROM point_batches",
+            [],
+            |row| row.get(0),
+        )
     };
     loop {
         let last = count();

@@ -3,10 +3,11 @@
 //! (`src/bin/chaos.rs`, `tests/chaos.rs`) and the fault tests (`tests/netfault.rs`,
 //! `tests/diskfull.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
+use lrsweep_coordinator::storage::Store;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
@@ -39,16 +40,29 @@ pub struct AttemptRow {
     pub distinct_steps: u64,
 }
 
-/// The database of one sweep, opened read-only.
+/// The database of one sweep, opened read-only: its rows through SQL, its trace points through
+/// the coordinator's own store (they are kept a batch to a blob).
 pub struct SweepDb {
     conn: Connection,
+    store: Store,
+    sweep_id: String,
 }
 
 impl SweepDb {
     pub fn open(db: &Path) -> Result<SweepDb, String> {
         let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| format!("opening {}: {e}", db.display()))?;
-        Ok(SweepDb { conn })
+        let store = Store::open_read_only(db).map_err(|e| e.to_string())?;
+        let sweep_id = store
+            .latest_sweep()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no sweep in {}", db.display()))?
+            .sweep_id;
+        Ok(SweepDb {
+            conn,
+            store,
+            sweep_id,
+        })
     }
 
     /// Every attempt of the (only) sweep, by trial then attempt, with its points counted.
@@ -56,40 +70,44 @@ impl SweepDb {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT a.trial, a.attempt, a.worker, a.outcome,
-                        (SELECT count(*) FROM points p WHERE p.sweep = a.sweep
-                            AND p.trial = a.trial AND p.attempt = a.attempt),
-                        (SELECT count(DISTINCT step) FROM points p WHERE p.sweep = a.sweep
-                            AND p.trial = a.trial AND p.attempt = a.attempt)
+                "SELECT a.trial, a.attempt, a.worker, a.outcome
                  FROM attempts a ORDER BY a.trial, a.attempt",
             )
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(AttemptRow {
-                    trial: r.get::<_, i64>(0)? as u64,
-                    attempt: r.get(1)?,
-                    worker: r.get(2)?,
-                    outcome: r.get(3)?,
-                    points: r.get::<_, i64>(4)? as u64,
-                    distinct_steps: r.get::<_, i64>(5)? as u64,
-                })
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
             })
             .map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        let mut attempts = Vec::new();
+        for row in rows {
+            let (trial, attempt, worker, outcome) = row.map_err(|e| e.to_string())?;
+            let steps = self.steps(trial, attempt)?;
+            let distinct: BTreeSet<u64> = steps.iter().copied().collect();
+            attempts.push(AttemptRow {
+                trial,
+                attempt,
+                worker,
+                outcome,
+                points: steps.len() as u64,
+                distinct_steps: distinct.len() as u64,
+            });
+        }
+        Ok(attempts)
     }
 
-    /// Steps stored for one attempt, in order.
+    /// Steps stored for one attempt, in the order the store gives them back.
     pub fn steps(&self, trial: u64, attempt: u32) -> Result<Vec<u64>, String> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT step FROM points WHERE trial = ?1 AND attempt = ?2 ORDER BY step")
+        let points = self
+            .store
+            .points(&self.sweep_id, trial, attempt)
             .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map((trial as i64, attempt), |r| r.get::<_, i64>(0))
-            .map_err(|e| e.to_string())?;
-        rows.map(|r| r.map(|s| s as u64).map_err(|e| e.to_string()))
-            .collect()
+        Ok(points.iter().map(|p| p.step).collect())
     }
 
     /// (status, accepted attempt, budget) of every trial, by id.

@@ -213,8 +213,9 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
         let build = format!(
-            "lrsweep_build_info{{version=\"{}\",schema=\"3\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "lrsweep_build_info{{version=\"{}\",schema=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::storage::store::SCHEMA_VERSION
         );
         assert!(text.lines().any(|l| l == build), "no `{build}` in:\n{text}");
     }

@@ -727,7 +727,7 @@ mod tests {
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "CREATE TRIGGER full BEFORE INSERT ON points WHEN NEW.step = 11 \
+                "CREATE TRIGGER full BEFORE INSERT ON point_batches WHEN NEW.first_step = 11 \
                  BEGIN SELECT RAISE(ABORT, 'disk full'); END",
             )
             .unwrap();

@@ -12,6 +12,7 @@ use lrsweep_proto::domain::TracePoint;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::columns::{one_of, Real};
+use super::point_blob;
 use super::workers::{self, WorkerRow, WorkerState};
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
@@ -19,7 +20,7 @@ use crate::sweep::{AttemptOutcome, SweepStatus};
 use crate::CoordinatorError;
 
 /// Bumped on every change to `SCHEMA`; a file of another version is refused, not migrated.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of an lrsweep database ("lrsw"), so that another program's SQLite file
 /// is refused even if its user_version happens to match.
@@ -35,8 +36,10 @@ const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 /// Page cache of the file database, in KiB.
 const CACHE_KIB: i64 = 32 * 1024;
 
-/// Child tables refer to a sweep by its integer key rather than its name: the points table holds
-/// millions of rows, and a small integer key keeps them short and their index compact.
+/// Child tables refer to a sweep by its integer key rather than its name, which keeps their rows
+/// short and their indexes compact. Trace points are kept a batch to a row (`point_blob`); the
+/// batches of an attempt never overlap, so they sort by their last step, which the UNIQUE index
+/// orders them by and `insert_points` looks up.
 /// Float columns have no declared type on purpose (see [`Real`]); their CHECKs keep them to a
 /// REAL or the text 'NaN'.
 fn schema() -> String {
@@ -45,6 +48,7 @@ fn schema() -> String {
     let prune_reason = one_of::<PruneReason>("prune_reason");
     let outcome = one_of::<AttemptOutcome>("outcome");
     let worker_state = one_of::<WorkerState>("state");
+    let point_bytes = point_blob::POINT_BYTES;
     format!(
         "
 CREATE TABLE sweeps (
@@ -84,16 +88,17 @@ CREATE TABLE attempts (
     error         TEXT,
     PRIMARY KEY (sweep, trial, attempt)
 ) WITHOUT ROWID;
-CREATE TABLE points (
+CREATE TABLE point_batches (
+    id         INTEGER PRIMARY KEY,
     sweep      INTEGER NOT NULL REFERENCES sweeps (id),
     trial      INTEGER NOT NULL,
     attempt    INTEGER NOT NULL,
-    step       INTEGER NOT NULL,
-    train_loss NOT NULL CHECK (typeof(train_loss) = 'real' OR train_loss = 'NaN'),
-    lr         NOT NULL CHECK (typeof(lr) = 'real' OR lr = 'NaN'),
-    val_loss   CHECK (typeof(val_loss) IN ('real', 'null') OR val_loss = 'NaN'),
-    PRIMARY KEY (sweep, trial, attempt, step)
-) WITHOUT ROWID;
+    first_step INTEGER NOT NULL,
+    last_step  INTEGER NOT NULL CHECK (last_step >= first_step),
+    points     INTEGER NOT NULL CHECK (points > 0),
+    data       BLOB    NOT NULL CHECK (length(data) = {point_bytes} * points),
+    UNIQUE (sweep, trial, attempt, last_step)
+);
 CREATE TABLE workers (
     sweep            INTEGER NOT NULL REFERENCES sweeps (id),
     worker           TEXT    NOT NULL,
@@ -418,8 +423,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Appends a batch of points of one attempt in one transaction; returns how many were new
-    /// (duplicates on (trial, attempt, step) are ignored, so a resent batch is harmless).
+    /// Appends a batch of points of one attempt in one transaction; returns how many were new.
+    /// A point at or below the attempt's last stored step is a resend and is ignored, as the
+    /// sweep ignores it (`Sweep::on_trace`), so a resent batch is harmless.
     pub fn append_points(
         &mut self,
         sweep_id: &str,
@@ -447,27 +453,25 @@ impl Store {
         attempt: u32,
     ) -> Result<Vec<TracePoint>, CoordinatorError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT step, train_loss, lr, val_loss FROM points
+            "SELECT data FROM point_batches
              WHERE sweep = (SELECT id FROM sweeps WHERE sweep_id = ?1)
                AND trial = ?2 AND attempt = ?3
-             ORDER BY step",
+             ORDER BY last_step",
         )?;
-        let rows = stmt.query_map(params![sweep_id, to_i64(trial)?, attempt], |r| {
-            Ok(TracePoint {
-                step: r.get::<_, i64>(0)? as u64,
-                train_loss: r.get::<_, Real>(1)?.0,
-                lr: r.get::<_, Real>(2)?.0,
-                val_loss: r.get::<_, Option<Real>>(3)?.map(|x| x.0),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![sweep_id, to_i64(trial)?, attempt])?;
+        let mut points = Vec::new();
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            point_blob::decode_into(data, &mut points)?;
+        }
+        Ok(points)
     }
 
     pub fn point_count(&self, sweep_id: &str) -> Result<u64, CoordinatorError> {
         let n: i64 = self
             .conn
             .prepare_cached(
-                "SELECT count(*) FROM points
+                "SELECT coalesce(sum(points), 0) FROM point_batches
                  WHERE sweep = (SELECT id FROM sweeps WHERE sweep_id = ?1)",
             )?
             .query_row([sweep_id], |r| r.get(0))?;
@@ -672,58 +676,34 @@ fn upsert_trials(tx: &Connection, trials: &[TrialRow]) -> Result<(), Coordinator
 fn insert_points(tx: &Connection, batches: &[PointBatch<'_>]) -> Result<usize, CoordinatorError> {
     let mut added = 0;
     let mut keys = SweepKeys::default();
-    // Rows of a batch go in ROWS_PER_INSERT at a time: one statement per row made SQLite's
-    // per-statement work half of the writer's time at a million points a second.
-    let mut many = tx.prepare_cached(&insert_points_sql(ROWS_PER_INSERT))?;
-    let mut one = tx.prepare_cached(&insert_points_sql(1))?;
+    let mut stored = tx.prepare_cached(
+        "SELECT max(last_step) FROM point_batches WHERE sweep = ?1 AND trial = ?2 AND attempt = ?3",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO point_batches (sweep, trial, attempt, first_step, last_step, points, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
     for &(sweep_id, trial, attempt, points) in batches {
         let sweep = keys.get(tx, sweep_id)?;
         let trial = to_i64(trial)?;
-        let chunks = points.chunks_exact(ROWS_PER_INSERT);
-        let rest = chunks.remainder();
-        for chunk in chunks {
-            bind_points(&mut many, sweep, trial, attempt, chunk)?;
-            added += many.raw_execute()?;
-        }
-        for p in rest {
-            bind_points(&mut one, sweep, trial, attempt, std::slice::from_ref(p))?;
-            added += one.raw_execute()?;
-        }
+        let last: Option<i64> = stored.query_row(params![sweep, trial, attempt], |r| r.get(0))?;
+        // Steps are stored as i64; one past i64::MAX never was, so none is at or below it.
+        let after = last.map(|l| l as u64);
+        let Some(new) = point_blob::encode_rising(points, after) else {
+            continue;
+        };
+        insert.execute(params![
+            sweep,
+            trial,
+            attempt,
+            to_i64(new.first_step)?,
+            to_i64(new.last_step)?,
+            to_i64(new.count as u64)?,
+            new.data
+        ])?;
+        added += new.count;
     }
     Ok(added)
-}
-
-/// Points per multi-row INSERT: a common trace batch (32 points) in one statement.
-const ROWS_PER_INSERT: usize = 32;
-const POINT_COLUMNS: usize = 7;
-
-fn insert_points_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?)";
-    format!(
-        "INSERT OR IGNORE INTO points (sweep, trial, attempt, step, train_loss, lr, val_loss) VALUES {}",
-        vec![row; rows].join(", ")
-    )
-}
-
-/// Binds `points` of one attempt to `insert`'s parameters, a row of POINT_COLUMNS each.
-fn bind_points(
-    insert: &mut rusqlite::CachedStatement<'_>,
-    sweep: i64,
-    trial: i64,
-    attempt: u32,
-    points: &[TracePoint],
-) -> Result<(), CoordinatorError> {
-    for (i, p) in points.iter().enumerate() {
-        let at = i * POINT_COLUMNS;
-        insert.raw_bind_parameter(at + 1, sweep)?;
-        insert.raw_bind_parameter(at + 2, trial)?;
-        insert.raw_bind_parameter(at + 3, attempt)?;
-        insert.raw_bind_parameter(at + 4, to_i64(p.step)?)?;
-        insert.raw_bind_parameter(at + 5, Real(p.train_loss))?;
-        insert.raw_bind_parameter(at + 6, Real(p.lr))?;
-        insert.raw_bind_parameter(at + 7, p.val_loss.map(Real))?;
-    }
-    Ok(())
 }
 
 /// Remembers the last sweep key looked up, since consecutive rows almost always share a sweep.
@@ -897,7 +877,7 @@ mod tests {
                 tables,
                 [
                     "attempts",
-                    "points",
+                    "point_batches",
                     "sweep_meta",
                     "sweeps",
                     "trials",
