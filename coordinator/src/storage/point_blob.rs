@@ -55,7 +55,7 @@ pub fn decode_into(data: &[u8], out: &mut Vec<TracePoint>) -> Result<(), Coordin
             data.len()
         ))
     };
-    if data.len() % POINT_BYTES != 0 {
+    if !data.len().is_multiple_of(POINT_BYTES) {
         return Err(bad("not a whole number of points"));
     }
     out.reserve(data.len() / POINT_BYTES);
