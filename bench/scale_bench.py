@@ -15,13 +15,17 @@ CPU time and peak RSS (getrusage of the child, exact at exit), its RSS just befo
 worker connects and once all N sessions are open (the difference / N is memory per connected
 worker), the points stored in the database against the points sent, the load generator's own CPU,
 and the prune latency split at the moment the last session opened (during the connect storm, and
-once every worker is connected). With --profile, perf samples the coordinator (SCALE_PERF_ARGS,
+once every worker is connected), and split again at the moment the coordinator logged the
+decision (up: the divergent point's trip to the decision; down: the stop order's trip back).
+With --scrape, the coordinator serves its metrics and its own stop-order latency (reading the
+batch off the stream to handing the order to the worker's stream) is recorded. With --profile, perf samples the coordinator (SCALE_PERF_ARGS,
 default "-F 499 -g"; "-F 99 --call-graph dwarf,8192" gives call stacks) into RUN/perf.txt. Prints
 every run, then a markdown table of medians per (mode, N), also written to OUT/scale.md; every
 run's raw numbers go to OUT/runs.jsonl.
 """
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 # The grid runs from MIN_LR to MAX_LR; loadgen's traces diverge above 0.5 (about 19% of the rates).
 MIN_LR, MAX_LR = 1e-6, 10.0
@@ -96,6 +101,7 @@ def one_run(args, workdir, n, mode, rep):
     with open(spec, "w") as f:
         f.write(spec_text(rates, args.steps))
     port = free_port()
+    metrics_port = free_port() if args.scrape else None
     load = load_average()
     coord_log = open(os.path.join(run_dir, "coordinator.log"), "w")
     coord = subprocess.Popen(
@@ -107,11 +113,16 @@ def one_run(args, workdir, n, mode, rep):
             "--listen", f"127.0.0.1:{port}",
             "--lease-ms", str(args.lease_ms),
             "--log-format", "json",
+            *(["--metrics-listen", f"127.0.0.1:{metrics_port}"] if args.scrape else []),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=coord_log,
     )
+    scraped = []
+    scraper = threading.Thread(target=scrape_until_exit, args=(metrics_port, coord, scraped))
+    if args.scrape:
+        scraper.start()
     profiler = None
     try:
         wait_listening(port, coord)
@@ -167,6 +178,8 @@ def one_run(args, workdir, n, mode, rep):
             coord.kill()
             coord.wait()
         coord_log.close()
+        if scraper.is_alive():
+            scraper.join()
         if profiler is not None:
             profiler.wait()
             with open(os.path.join(run_dir, "perf.txt"), "w") as out:
@@ -193,6 +206,7 @@ def one_run(args, workdir, n, mode, rep):
         if a.get("prune_latency_ms") is not None:
             phase = "connected" if a["stopped_at_s"] >= (line["connect_s"] or 0) else "storm"
             split[phase].append(a["prune_latency_ms"])
+    legs = stop_legs(os.path.join(run_dir, "coordinator.log"), attempts)
     with sqlite3.connect(db) as conn:
         stored = conn.execute(
             "SELECT coalesce(sum(points), 0) FROM point_batches").fetchone()[0]
@@ -233,10 +247,64 @@ def one_run(args, workdir, n, mode, rep):
         "base_rss_mib": round(base_rss / 1024, 1),
         "rss_per_worker_kib": round((connected_rss[0] - base_rss) / n, 1) if connected_rss else None,
         "load_avg_1m": round(load, 2),
+        # The coordinator's own share of the stop latency: from reading the batch off the stream
+        # to handing the stop order to the worker's stream (its histogram's bucket bounds).
+        **stop_histogram(scraped[-1] if scraped else ""),
+        **legs,
         "errors": line["errors"],
         "loadgen_exit": loadgen.returncode,
     }
     return result
+
+
+def stop_legs(coordinator_log, attempts):
+    """Each prune's latency split at the moment the coordinator logged its decision (both wall
+    clocks of this machine): up = the divergent point's trip to the decision, down = the stop
+    order's trip from the decision to the worker."""
+    decided = {}
+    with open(coordinator_log) as f:
+        for line in f:
+            if '"trial_pruned"' in line:
+                event = json.loads(line)
+                at = datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                decided[event["trial"]] = at.timestamp() * 1e3
+    up, down = [], []
+    for a in attempts:
+        latency, received = a.get("prune_latency_ms"), a.get("stopped_unix_ms")
+        if latency is None or received is None or a["trial"] not in decided:
+            continue
+        up.append(decided[a["trial"]] - (received - latency))
+        down.append(received - decided[a["trial"]])
+    return {
+        "up_p50_ms": percentile(up, 0.50), "up_p99_ms": percentile(up, 0.99),
+        "down_p50_ms": percentile(down, 0.50), "down_p99_ms": percentile(down, 0.99),
+    }
+
+
+def scrape_until_exit(port, coord, scraped):
+    """Keeps the coordinator's last /metrics text, read every 100 ms until it exits."""
+    while coord.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                scraped.append(r.read().decode())
+                del scraped[:-1]
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def stop_histogram(text):
+    """p50/p99 upper bounds and count of lrsweep_stop_order_latency_seconds, in ms."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("lrsweep_stop_order_latency_seconds_bucket{le="):
+            le, count = line.split('le="')[1].split('"}')
+            buckets.append((float(le), float(count)))
+    if not buckets or buckets[-1][1] == 0:
+        return {"inside_p50_ms": None, "inside_p99_ms": None, "inside_n": 0}
+    total = buckets[-1][1]
+    bound = lambda q: next(le for le, c in buckets if c >= q * total) * 1e3
+    return {"inside_p50_ms": bound(0.5), "inside_p99_ms": bound(0.99), "inside_n": int(total)}
 
 
 def percentile(values, q):
@@ -301,6 +369,8 @@ def main():
     p.add_argument("--min-rates", type=int, default=60)
     p.add_argument("--max-seconds", type=float, default=300)
     p.add_argument("--lease-ms", type=int, default=30000, help="the coordinator's --lease-ms")
+    p.add_argument("--scrape", action="store_true",
+                   help="serve the coordinator's metrics and record its own stop-order latency")
     p.add_argument("--profile", action="store_true",
                    help="record each run's coordinator with perf; its report goes to RUN/perf.txt")
     args = p.parse_args()

@@ -228,6 +228,14 @@ fn log(level: Level, event: &str, fields: Value) {
     eprintln!("{line}");
 }
 
+/// Wall-clock ms since the epoch, to the microsecond.
+fn unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or_default()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -288,6 +296,9 @@ struct AttemptRecord {
     stop_kind: Option<i32>,
     /// Seconds from the start to the stop order, and its prune latency when it has one.
     stopped_at_s: Option<f64>,
+    /// The same moment by the wall clock (ms since the epoch), to set beside the coordinator's
+    /// log of when it decided the stop.
+    stopped_unix_ms: Option<f64>,
     prune_latency_ms: Option<f64>,
 }
 
@@ -305,6 +316,7 @@ impl AttemptRecord {
             "stop_reason": self.stop_reason,
             "stop_kind": self.stop_kind,
             "stopped_at_s": self.stopped_at_s,
+            "stopped_unix_ms": self.stopped_unix_ms,
             "prune_latency_ms": self.prune_latency_ms,
         })
     }
@@ -536,6 +548,7 @@ async fn simulated_worker(
                             r.stop_reason = Some(stop.reason.clone());
                             r.stop_kind = Some(stop.kind);
                             r.stopped_at_s = Some(received.duration_since(shared.started).as_secs_f64());
+                            r.stopped_unix_ms = Some(unix_ms());
                             r.prune_latency_ms = latency_ms;
                         } else {
                             log(Level::Warn, "stop_for_unknown_attempt", json!({
