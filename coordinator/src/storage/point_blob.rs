@@ -81,10 +81,15 @@ pub fn decode_into(data: &[u8], out: &mut Vec<TracePoint>) -> Result<(), Coordin
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn point(step: u64, train_loss: f64, val_loss: Option<f64>) -> TracePoint {
+    /// A point at rate 0.1; the store's tests build theirs with it too.
+    pub(in crate::storage) fn point(
+        step: u64,
+        train_loss: f64,
+        val_loss: Option<f64>,
+    ) -> TracePoint {
         TracePoint {
             step,
             train_loss,

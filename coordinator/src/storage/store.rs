@@ -744,6 +744,7 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::point_blob::tests::point;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -813,15 +814,6 @@ mod tests {
             worker: Some("w1".into()),
             error: None,
             final_loss: Some(1.5),
-        }
-    }
-
-    fn point(step: u64, train_loss: f64, val_loss: Option<f64>) -> TracePoint {
-        TracePoint {
-            step,
-            train_loss,
-            lr: 0.1,
-            val_loss,
         }
     }
 
