@@ -60,9 +60,27 @@ fn the_recommendation_is_the_same_with_1_or_3_workers_and_after_a_worker_is_kill
     let three = with_local_workers(3);
     assert_eq!(one, three, "1 worker vs 3 workers");
 
+    // A held ladder rate may be stopped behind the incumbent within a few dozen steps, before
+    // the kill lands; such a run disturbed nothing, and the sweep is run again (at most 3 times).
+    for run in 1..=3 {
+        let (killed, hit) = killed_mid_trial();
+        assert_eq!(
+            one, killed,
+            "undisturbed vs a worker killed mid-sweep (run {run})"
+        );
+        if hit {
+            return;
+        }
+    }
+    panic!("in 3 runs, the worker's full-budget trial always ended before the kill");
+}
+
+/// A sweep with 3 workers, one killed as soon as it is handed a full-budget trial: the
+/// recommendation, and whether the trial was still running then (it was dispatched again).
+fn killed_mid_trial() -> ((f64, f64), bool) {
     let s = Setup::new("determinism-kill", SPEC);
     let (mut coordinator, addr) = s.start_coordinator(COORDINATOR, &[]);
-    let workers: Vec<_> = ["alpha", "beta", "gamma"]
+    let mut workers: Vec<_> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|name| start_worker(WORKER, &addr, name))
         .collect();
@@ -70,20 +88,32 @@ fn the_recommendation_is_the_same_with_1_or_3_workers_and_after_a_worker_is_kill
         e["name"] == "gamma"
     });
     let id = gamma["worker"].clone();
-    // Killed as soon as it is handed a full-budget trial: that trial runs again elsewhere.
-    coordinator.wait_for_event("trial_dispatched", Duration::from_secs(120), |e| {
-        e["worker"] == id && e["steps"] == 300
-    });
-    let mut workers = workers;
+    let dispatched =
+        coordinator.wait_for_event("trial_dispatched", Duration::from_secs(120), |e| {
+            e["worker"] == id && e["steps"] == 300
+        });
+    let trial = dispatched["trial"].clone();
     workers[2].child.kill().expect("SIGKILL a worker");
     workers[2].child.wait().expect("the worker is gone");
+    let ended_before = ["trial_pruned", "trial_completed", "trial_cancelled"]
+        .iter()
+        .any(|event| {
+            coordinator
+                .events(event)
+                .iter()
+                .any(|e| e["trial"] == trial)
+        });
     let (status, _) = coordinator.wait_output(Duration::from_secs(300));
     assert!(status.success(), "{:#?}", coordinator.tail(20));
-    let killed = recommendation(&s.report());
+    let again = coordinator
+        .events("trial_dispatched")
+        .iter()
+        .filter(|e| e["trial"] == trial)
+        .count()
+        > 1;
     assert!(
-        coordinator.events("trial_dispatched").len()
-            > s.report()["trials"].as_array().map_or(0, Vec::len),
-        "a trial was dispatched again after the kill"
+        again || ended_before,
+        "trial {trial} was running when its worker died, and never ran again"
     );
-    assert_eq!(one, killed, "undisturbed vs a worker killed mid-sweep");
+    (recommendation(&s.report()), again)
 }
