@@ -687,8 +687,9 @@ fn insert_points(tx: &Connection, batches: &[PointBatch<'_>]) -> Result<usize, C
         let sweep = keys.get(tx, sweep_id)?;
         let trial = to_i64(trial)?;
         let last: Option<i64> = stored.query_row(params![sweep, trial, attempt], |r| r.get(0))?;
-        // Steps are stored as i64; one past i64::MAX never was, so none is at or below it.
-        let after = last.map(|l| l as u64);
+        let after = last
+            .map(|l| u64::try_from(l).map_err(|_| corrupt(format!("a stored last step of {l}"))))
+            .transpose()?;
         let Some(new) = point_blob::encode_rising(points, after) else {
             continue;
         };
@@ -723,6 +724,10 @@ impl SweepKeys {
             }
         }
     }
+}
+
+fn corrupt(what: String) -> CoordinatorError {
+    CoordinatorError::Storage(format!("the database is corrupt: {what}"))
 }
 
 fn unknown_sweep(sweep_id: &str) -> CoordinatorError {
@@ -1119,6 +1124,25 @@ mod tests {
             &store.points("s1", 0, 1).unwrap(),
             &points(1..=12)
         ));
+    }
+
+    #[test]
+    fn a_corrupt_stored_step_is_an_error_not_a_guess() {
+        let mut store = store_with(&["s1"]);
+        store.append_points("s1", 0, 1, &points(1..=3)).unwrap();
+        store
+            .conn
+            .execute_batch("UPDATE point_batches SET first_step = -5, last_step = -5")
+            .unwrap();
+        let message = store
+            .append_points("s1", 0, 1, &points(4..=5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("corrupt") && message.contains("-5"),
+            "{message}"
+        );
+        assert_eq!(store.point_count("s1").unwrap(), 3, "nothing written");
     }
 
     /// Attempt `attempt` of trial 4 of sweep s1 started on `worker`, as the coordinator writes it.
