@@ -173,21 +173,15 @@ impl EdgeDescent {
     fn scored(&self) -> Vec<(u32, f64)> {
         let below = self.unstable.unwrap_or(self.n);
         let edge = self.top_stable().filter(|_| self.unstable.is_some());
-        let all: Vec<(u32, f64)> = self
+        let mut scored: Vec<(u32, f64)> = self
             .finals
             .range(..below)
             .filter_map(|(&i, s)| s.map(|s| (i, s)))
             .collect();
-        let safe: Vec<(u32, f64)> = all
-            .iter()
-            .copied()
-            .filter(|&(i, _)| Some(i) != edge)
-            .collect();
-        if safe.is_empty() {
-            all
-        } else {
-            safe
+        if scored.iter().any(|&(i, _)| Some(i) != edge) {
+            scored.retain(|&(i, _)| Some(i) != edge);
         }
+        scored
     }
 
     /// The best full-budget index (ties to the smaller rate).
