@@ -306,17 +306,19 @@ pub fn start_coordinator_under(
 
 /// Waits until the coordinator's database at `db` holds at least `at_least` trace points: the
 /// event "the worker's trace reached the coordinator and was stored", which no log line marks
-/// per batch. Reads through a read-only connection, as a second process may (WAL).
-pub fn wait_for_stored_points(db: &str, at_least: i64, timeout: Duration) {
+/// per batch. Reads the latest sweep through a read-only store, as a second process may (WAL).
+pub fn wait_for_stored_points(db: &str, at_least: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    let count = || -> rusqlite::Result<i64> {
-        let conn =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.query_row(
-            "SELECT coalesce(sum(points), 0) FROM point_batches",
-            [],
-            |row| row.get(0),
-        )
+    let count = || -> Result<u64, String> {
+        let store = lrsweep_coordinator::storage::Store::open_read_only(std::path::Path::new(db))
+            .map_err(|e| e.to_string())?;
+        let sweep = store
+            .latest_sweep()
+            .map_err(|e| e.to_string())?
+            .ok_or("no sweep yet")?;
+        store
+            .point_count(&sweep.sweep_id)
+            .map_err(|e| e.to_string())
     };
     loop {
         let last = count();
