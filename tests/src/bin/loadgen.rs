@@ -237,10 +237,7 @@ fn unix_ms() -> f64 {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+    unix_ms() as u64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,7 +513,7 @@ async fn simulated_worker(
                         next_send = tokio::time::Instant::now() + phase;
                     }
                     Some(Down::Stop(stop)) => {
-                        let received = Instant::now();
+                        let (received, received_unix_ms) = (Instant::now(), unix_ms());
                         shared.totals.stops.fetch_add(1, Ordering::Relaxed);
                         let key = (stop.trial_id, stop.attempt);
                         let mine = match &current {
@@ -548,7 +545,7 @@ async fn simulated_worker(
                             r.stop_reason = Some(stop.reason.clone());
                             r.stop_kind = Some(stop.kind);
                             r.stopped_at_s = Some(received.duration_since(shared.started).as_secs_f64());
-                            r.stopped_unix_ms = Some(unix_ms());
+                            r.stopped_unix_ms = Some(received_unix_ms);
                             r.prune_latency_ms = latency_ms;
                         } else {
                             log(Level::Warn, "stop_for_unknown_attempt", json!({
