@@ -18,8 +18,9 @@ and the prune latency split at the moment the last session opened (during the co
 once every worker is connected), and split again at the moment the coordinator logged the
 decision (up: the divergent point's trip to the decision; down: the stop order's trip back).
 With --scrape, the coordinator serves its metrics and its own stop-order latency (reading the
-batch off the stream to handing the order to the worker's stream) is recorded. With --profile, perf samples the coordinator (SCALE_PERF_ARGS,
-default "-F 499 -g"; "-F 99 --call-graph dwarf,8192" gives call stacks) into RUN/perf.txt. Prints
+batch off the stream to handing the order to the worker's stream) is recorded. With --profile,
+perf samples the coordinator (SCALE_PERF_ARGS, default "-F 499 -g"; "-F 99 --call-graph
+dwarf,8192" gives call stacks) into RUN/perf.txt. Prints
 every run, then a markdown table of medians per (mode, N), also written to OUT/scale.md; every
 run's raw numbers go to OUT/runs.jsonl.
 """
