@@ -143,6 +143,7 @@ def one_run(args, workdir, n, mode, rep):
             "--max-seconds", str(args.max_seconds),
             "--log-format", "json",
             "--attempts-out", os.path.join(run_dir, "attempts.json"),
+            "--workers-per-channel", str(args.workers_per_channel),
         ]
         if mode == "paced":
             command += ["--points-per-sec", str(args.rate)]
@@ -369,6 +370,8 @@ def main():
     p.add_argument("--rates-per-worker", type=int, default=4, help="grid rates per worker")
     p.add_argument("--min-rates", type=int, default=60)
     p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--workers-per-channel", type=int, default=50,
+                   help="simulated workers sharing one HTTP/2 connection (a real worker has its own)")
     p.add_argument("--lease-ms", type=int, default=30000, help="the coordinator's --lease-ms")
     p.add_argument("--scrape", action="store_true",
                    help="serve the coordinator's metrics and record its own stop-order latency")

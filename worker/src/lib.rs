@@ -11,6 +11,7 @@ mod diagnose;
 pub mod duration;
 pub mod error;
 pub mod one_trial;
+pub mod outbox;
 pub mod session;
 pub mod slots;
 pub mod stop;

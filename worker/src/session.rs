@@ -12,8 +12,7 @@ use lrsweep_proto::v1::coordinator_client::CoordinatorClient;
 use lrsweep_proto::v1::coordinator_message::Kind as Down;
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{Heartbeat, Hello, Leaving, RegisterRequest, TrialFailed};
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::watch;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -22,8 +21,9 @@ use tracing::{info, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::data_cache::DataCache;
+use crate::outbox::Outbox;
 use crate::slots::Slots;
-use crate::trials::{up, Outbox, TrialEnd, Trials};
+use crate::trials::{up, TrialEnd, Trials};
 use crate::WorkerError;
 
 /// The longest a stopping worker waits for its trials: the largest grace a command trainer may
@@ -258,11 +258,12 @@ impl Worker {
         backoff.reset();
         *registered = true;
 
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(up(Up::Hello(Hello {
+        let hello = up(Up::Hello(Hello {
             worker_id: registration.worker_id.clone(),
-        })));
-        let resumed = self.trials.resume(&registration.resume, &self.outbox, tx);
+        }));
+        let (resumed, upstream) = self
+            .trials
+            .resume(&registration.resume, &self.outbox, hello);
         info!(
             event = "registered",
             worker_id = %registration.worker_id,
@@ -270,10 +271,7 @@ impl Worker {
             slots = self.config.slots,
             resumed,
         );
-        let mut inbound = client
-            .session(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut inbound = client.session(upstream).await?.into_inner();
         // The first beat at this worker's own point of the interval: workers that registered in
         // the same second (a job array, a restarted coordinator) do not all beat at once.
         let every = Duration::from_millis(u64::from(registration.heartbeat_interval_ms.max(100)));

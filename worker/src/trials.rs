@@ -1,7 +1,7 @@
 //! The trials a worker process holds, kept across reconnects: each one's stop signal, every
 //! point it produced and its outcome, so that after a broken stream the worker can resend
-//! whatever the coordinator missed. Also the outbox (the current stream, if any) and the running
-//! of one trial, by the built-in trainer or a command.
+//! whatever the coordinator missed. Also the running of one trial, by the built-in trainer or a
+//! command.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lrsweep_proto::domain::{TracePoint, Trainer, TrialAssignment, TrialId};
 use lrsweep_proto::v1::worker_message::Kind as Up;
 use lrsweep_proto::v1::{TraceBatch, TrialCompleted, TrialFailed, TrialProgress, WorkerMessage};
-use tokio::sync::mpsc;
 
 use crate::batcher::TraceBatcher;
 use crate::command::{self, Placement};
 use crate::data_cache::DataCache;
+use crate::outbox::{Outbox, UpStream, MAX_MESSAGE_POINTS};
 use crate::slots::Slot;
 use crate::stop::StopSignal;
 use crate::trainer::run_trial;
@@ -28,27 +28,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub fn up(kind: Up) -> WorkerMessage {
     WorkerMessage { kind: Some(kind) }
-}
-
-/// The stream of the current session, or none while disconnected. Messages sent while none is
-/// open are dropped: the trial logs keep what must be resent.
-#[derive(Default)]
-pub struct Outbox(Mutex<Option<mpsc::UnboundedSender<WorkerMessage>>>);
-
-impl Outbox {
-    pub fn send(&self, message: WorkerMessage) -> bool {
-        lock(&self.0)
-            .as_ref()
-            .is_some_and(|tx| tx.send(message).is_ok())
-    }
-
-    pub fn open(&self, tx: mpsc::UnboundedSender<WorkerMessage>) {
-        *lock(&self.0) = Some(tx);
-    }
-
-    pub fn close(&self) {
-        *lock(&self.0) = None;
-    }
 }
 
 #[derive(Default)]
@@ -151,14 +130,15 @@ impl Trials {
     }
 
     /// After a reconnect: keeps the trials the coordinator still counts on, resending their
-    /// points after the step it has, and their outcome; drops the rest. Opens `outbox` while
-    /// every kept trial's log is locked, so no new point can slip in ahead of the resend.
+    /// points after the step it has, and their outcome; drops the rest. Opens `outbox` with
+    /// `hello` while every kept trial's log is locked, so no new point can slip in ahead of the
+    /// resend. Returns how many trials were kept and the session's upstream.
     pub fn resume(
         &self,
         keep: &[TrialProgress],
-        outbox: &Outbox,
-        tx: mpsc::UnboundedSender<WorkerMessage>,
-    ) -> usize {
+        outbox: &Arc<Outbox>,
+        hello: WorkerMessage,
+    ) -> (usize, UpStream) {
         let mut kept: Vec<(TrialId, u64, Arc<TrialState>)> = Vec::new();
         {
             let mut states = lock(&self.states);
@@ -181,7 +161,7 @@ impl Trials {
         kept.sort_by_key(|(id, _, _)| *id);
         let logs: Vec<MutexGuard<'_, TrialLog>> =
             kept.iter().map(|(_, _, s)| lock(&s.log)).collect();
-        outbox.open(tx);
+        let stream = outbox.open(hello);
         for ((trial_id, last_step, state), log) in kept.iter().zip(&logs) {
             let missed: Vec<_> = log
                 .points
@@ -189,18 +169,19 @@ impl Trials {
                 .filter(|p| p.step > *last_step)
                 .map(|&p| p.into())
                 .collect();
-            if !missed.is_empty() {
+            // In messages the coordinator takes, however long the trial has run.
+            for points in missed.chunks(MAX_MESSAGE_POINTS) {
                 outbox.send(up(Up::Trace(TraceBatch {
                     trial_id: *trial_id,
                     attempt: state.attempt,
-                    points: missed,
+                    points: points.to_vec(),
                 })));
             }
             if let Some(outcome) = &log.outcome {
                 outbox.send(up(outcome.clone()));
             }
         }
-        kept.len()
+        (kept.len(), stream)
     }
 }
 
@@ -280,6 +261,7 @@ fn train(
                 &|| state.stop.is_stopped(),
                 &mut |point| {
                     if let Some(batch) = batcher.push(point) {
+                        outbox.wait_for_room(&state.stop);
                         state.publish(trial_id, batch, outbox);
                     }
                 },
@@ -327,4 +309,72 @@ fn settle(
     };
     state.finish(outcome, outbox);
     trials.finished(trial_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lrsweep_proto::domain::{Subset, TrainerConfig};
+    use lrsweep_proto::v1::Hello;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn a_long_resend_goes_in_messages_the_coordinator_takes() {
+        let trials = Trials::default();
+        let outbox = Arc::new(Outbox::default());
+        let assignment = TrialAssignment {
+            trial_id: 7,
+            attempt: 2,
+            round: 0,
+            lr: 0.1,
+            steps: 10_000,
+            eval_every: 100,
+            subset: Subset {
+                fraction: 1.0,
+                replicate: 0,
+                replicates: 1,
+            },
+            trainer: TrainerConfig::default().into(),
+        };
+        let state = trials.add(&assignment);
+        // Trained while disconnected: the points are only in the log.
+        let points: Vec<TracePoint> = (1..=10_000)
+            .map(|step| TracePoint {
+                step,
+                train_loss: 1.0 / step as f64,
+                lr: 0.1,
+                val_loss: None,
+            })
+            .collect();
+        state.publish(7, points, &outbox);
+        let keep = [TrialProgress {
+            trial_id: 7,
+            attempt: 2,
+            last_step: 1_000,
+        }];
+        let hello = up(Up::Hello(Hello {
+            worker_id: "w1".into(),
+        }));
+        let (kept, mut stream) = trials.resume(&keep, &outbox, hello);
+        assert_eq!(kept, 1);
+        outbox.close();
+        assert!(matches!(
+            stream.next().await.unwrap().kind,
+            Some(Up::Hello(_))
+        ));
+        let mut steps = Vec::new();
+        while let Some(message) = stream.next().await {
+            let Some(Up::Trace(batch)) = message.kind else {
+                panic!("only the resend follows the hello")
+            };
+            assert_eq!((batch.trial_id, batch.attempt), (7, 2));
+            assert!(
+                batch.points.len() <= MAX_MESSAGE_POINTS,
+                "{}",
+                batch.points.len()
+            );
+            steps.extend(batch.points.iter().map(|p| p.step));
+        }
+        assert_eq!(steps, (1_001..=10_000).collect::<Vec<u64>>());
+    }
 }

@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use lrsweep_proto::domain::{CommandSpec, Subset, TrialAssignment};
 use lrsweep_proto::v1::worker_message::Kind as Up;
+use lrsweep_proto::v1::WorkerMessage;
 use lrsweep_worker::data_cache::DataCache;
+use lrsweep_worker::outbox::Outbox;
 use lrsweep_worker::slots::Slots;
-use lrsweep_worker::trials::{Outbox, TrialEnd, Trials};
+use lrsweep_worker::trials::{TrialEnd, Trials};
+use tokio_stream::StreamExt;
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -70,7 +73,7 @@ fn assignment(id: u64, steps: u64, command: Vec<String>) -> TrialAssignment {
     }
 }
 
-/// The worker's pieces a trial runs in, with the outbox open onto a channel this bench drains.
+/// The worker's pieces a trial runs in, with the outbox open onto a stream this bench drains.
 struct Worker {
     trials: Trials,
     cache: Arc<DataCache>,
@@ -82,14 +85,13 @@ struct Worker {
 
 impl Worker {
     fn new() -> Worker {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let outbox = Arc::new(Outbox::default());
-        outbox.open(tx);
+        let mut upstream = outbox.open(WorkerMessage::default());
         let points = Arc::new(Mutex::new(0u64));
         let first_point = Arc::new(Mutex::new(None));
         let (count, first) = (points.clone(), first_point.clone());
         tokio::spawn(async move {
-            while let Some(message) = rx.recv().await {
+            while let Some(message) = upstream.next().await {
                 if let Some(Up::Trace(batch)) = message.kind {
                     first.lock().unwrap().get_or_insert_with(Instant::now);
                     *count.lock().unwrap() += batch.points.len() as u64;
