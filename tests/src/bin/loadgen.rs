@@ -43,7 +43,8 @@ use tonic::Request;
 const DIVERGENCE_LR: f64 = 0.5;
 /// The loss every synthetic trace starts near (ln 10, an untrained 10-class classifier).
 const INITIAL_LOSS: f64 = 2.3;
-/// Upstream messages a worker may have queued before its sends wait (backpressure).
+/// Upstream messages a worker may have queued before its sends wait (backpressure): 16 batches
+/// of 32, the 512 points a real worker's trainer may get ahead of its stream (`ROOM_POINTS`).
 const UPSTREAM_QUEUE: usize = 16;
 /// How long a released worker waits for the coordinator to close its stream.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
