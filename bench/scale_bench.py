@@ -18,7 +18,9 @@ and the prune latency split at the moment the last session opened (during the co
 once every worker is connected), and split again at the moment the coordinator logged the
 decision (up: the divergent point's trip to the decision; down: the stop order's trip back).
 With --scrape, the coordinator serves its metrics and its own stop-order latency (reading the
-batch off the stream to handing the order to the worker's stream) is recorded. With --profile,
+batch off the stream to handing the order to the worker's stream) and its runtime's lag (how
+late a sleeping task wakes: what every task on a stop order's path waits) are recorded. With
+--profile,
 perf samples the coordinator (SCALE_PERF_ARGS, default "-F 499 -g"; "-F 99 --call-graph
 dwarf,8192" gives call stacks) into RUN/perf.txt. Prints
 every run, then a markdown table of medians per (mode, N), also written to OUT/scale.md; every
@@ -213,6 +215,11 @@ def one_run(args, workdir, n, mode, rep):
         stored = conn.execute(
             "SELECT coalesce(sum(points), 0) FROM point_batches").fetchone()[0]
         trials = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+    if not args.keep_db:
+        # A saturated run writes gigabytes; a series of them would fill the disk.
+        for path in (db, db + "-wal", db + "-shm"):
+            if os.path.exists(path):
+                os.remove(path)
     elapsed = line["elapsed_s"]
     cpu = usage.ru_utime + usage.ru_stime
     result = {
@@ -251,7 +258,8 @@ def one_run(args, workdir, n, mode, rep):
         "load_avg_1m": round(load, 2),
         # The coordinator's own share of the stop latency: from reading the batch off the stream
         # to handing the stop order to the worker's stream (its histogram's bucket bounds).
-        **stop_histogram(scraped[-1] if scraped else ""),
+        **histogram(scraped[-1] if scraped else "", "lrsweep_stop_order_latency_seconds", "inside"),
+        **histogram(scraped[-1] if scraped else "", "lrsweep_runtime_lag_seconds", "runtime_lag"),
         **legs,
         "errors": line["errors"],
         "loadgen_exit": loadgen.returncode,
@@ -295,18 +303,19 @@ def scrape_until_exit(port, coord, scraped):
         time.sleep(0.1)
 
 
-def stop_histogram(text):
-    """p50/p99 upper bounds and count of lrsweep_stop_order_latency_seconds, in ms."""
+def histogram(text, name, key):
+    """p50/p99 upper bounds (ms) and count of the coordinator's histogram `name`, as KEY_p50_ms,
+    KEY_p99_ms and KEY_n."""
     buckets = []
     for line in text.splitlines():
-        if line.startswith("lrsweep_stop_order_latency_seconds_bucket{le="):
+        if line.startswith(f"{name}_bucket{{le="):
             le, count = line.split('le="')[1].split('"}')
             buckets.append((float(le), float(count)))
     if not buckets or buckets[-1][1] == 0:
-        return {"inside_p50_ms": None, "inside_p99_ms": None, "inside_n": 0}
+        return {f"{key}_p50_ms": None, f"{key}_p99_ms": None, f"{key}_n": 0}
     total = buckets[-1][1]
     bound = lambda q: next(le for le, c in buckets if c >= q * total) * 1e3
-    return {"inside_p50_ms": bound(0.5), "inside_p99_ms": bound(0.99), "inside_n": int(total)}
+    return {f"{key}_p50_ms": bound(0.5), f"{key}_p99_ms": bound(0.99), f"{key}_n": int(total)}
 
 
 def percentile(values, q):
@@ -375,6 +384,8 @@ def main():
     p.add_argument("--lease-ms", type=int, default=30000, help="the coordinator's --lease-ms")
     p.add_argument("--scrape", action="store_true",
                    help="serve the coordinator's metrics and record its own stop-order latency")
+    p.add_argument("--keep-db", action="store_true",
+                   help="keep each run's database (RUN/scale.db) instead of deleting it once counted")
     p.add_argument("--profile", action="store_true",
                    help="record each run's coordinator with perf; its report goes to RUN/perf.txt")
     args = p.parse_args()

@@ -245,6 +245,11 @@ async fn metrics_and_status_follow_a_sweep_while_it_runs() {
         "{once}"
     );
 
+    // The runtime's lag is sampled all along, 100 times a second.
+    metrics_until(&metrics, "the runtime's lag sampled", |m| {
+        sample(m, "lrsweep_runtime_lag_seconds_count") >= 10.0
+    });
+
     // A NaN prunes the trial: its stop order's latency is measured, its end counted.
     worker.tx.send(batch(&a, &[21], f64::NAN)).unwrap();
     loop {

@@ -1,11 +1,12 @@
-//! The coordinator's Prometheus metrics: what the hub updates as it decides, and their text
-//! encoding for `/metrics` (`serve`). Every value is an atomic: updating one on the ingest path
+//! The coordinator's Prometheus metrics: what the hub updates as it decides, the runtime's lag
+//! (`runtime_lag`, sampled beside the server), and their text encoding for `/metrics` (`serve`). Every value is an atomic: updating one on the ingest path
 //! costs an atomic add, never an allocation or a lock. No label carries a trial id.
 
+mod runtime_lag;
 mod serve;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,10 +20,10 @@ pub use serve::serve;
 use crate::prune::PruneReason;
 use crate::search::TrialStatus;
 
-/// Stop-order latency buckets, in seconds: a stop goes out as soon as the hub decides it, within
-/// a millisecond unless the hub is behind, so the resolution is finest there; the tail catches a
-/// hub queued behind a saturated store.
-const STOP_LATENCY_BUCKETS: [f64; 12] = [
+/// Latency buckets, in seconds, of stop orders and of the runtime's queue: a stop goes out as
+/// soon as the hub decides it, within a millisecond unless the hub is behind, so the resolution
+/// is finest there; the tail catches a hub queued behind a saturated store or runtime.
+const LATENCY_BUCKETS: [f64; 12] = [
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
@@ -56,6 +57,7 @@ pub struct Metrics {
     trace_points: Counter,
     round: Gauge,
     stop_latency: Histogram,
+    runtime_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -106,11 +108,17 @@ impl Metrics {
             "The round the search is in, from 0",
             round.clone(),
         );
-        let stop_latency = Histogram::new(STOP_LATENCY_BUCKETS);
+        let stop_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "lrsweep_stop_order_latency_seconds",
             "From receiving the trace batch that triggered a stop or prune to handing the stop order to the worker's stream",
             stop_latency.clone(),
+        );
+        let runtime_lag = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "lrsweep_runtime_lag_seconds",
+            "How much later than asked a task sleeping 10 ms woke: how long ready tasks, a stop order's among them, wait for the runtime",
+            runtime_lag.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -128,6 +136,7 @@ impl Metrics {
             trace_points,
             round,
             stop_latency,
+            runtime_lag,
         }
     }
 
@@ -165,6 +174,10 @@ impl Metrics {
         self.stop_latency.observe(received.elapsed().as_secs_f64());
     }
 
+    fn runtime_lag(&self, late: Duration) {
+        self.runtime_lag.observe(late.as_secs_f64());
+    }
+
     /// Every metric in the OpenMetrics text format (which Prometheus scrapes).
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -196,6 +209,7 @@ mod tests {
         m.points_accepted(250);
         m.set_round(1);
         m.stop_sent(Instant::now());
+        m.runtime_lag(Duration::from_millis(3));
         let text = m.encode();
         for line in [
             "# TYPE lrsweep_workers_connected gauge",
@@ -209,6 +223,10 @@ mod tests {
             "# TYPE lrsweep_stop_order_latency_seconds histogram",
             "lrsweep_stop_order_latency_seconds_count 1",
             "lrsweep_stop_order_latency_seconds_bucket{le=\"1.0\"} 1",
+            "# TYPE lrsweep_runtime_lag_seconds histogram",
+            "lrsweep_runtime_lag_seconds_count 1",
+            "lrsweep_runtime_lag_seconds_bucket{le=\"0.002\"} 0",
+            "lrsweep_runtime_lag_seconds_bucket{le=\"0.005\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }

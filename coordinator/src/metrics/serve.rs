@@ -15,18 +15,21 @@ use super::Metrics;
 /// What Prometheus asks for and parses: the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `/metrics` on `listener` until `stop` completes.
+/// Serves `/metrics` on `listener` until `stop` completes, sampling the runtime's lag meanwhile.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let sampling = super::runtime_lag::sample(metrics.clone());
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state(metrics);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
+    tokio::select! {
+        served = server => served,
+        never = sampling => match never {},
+    }
 }
 
 async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
