@@ -1,6 +1,7 @@
 //! The coordinator's Prometheus metrics: what the hub updates as it decides, the runtime's lag
-//! (`runtime_lag`, sampled beside the server), and their text encoding for `/metrics` (`serve`). Every value is an atomic: updating one on the ingest path
-//! costs an atomic add, never an allocation or a lock. No label carries a trial id.
+//! (`runtime_lag`, sampled beside the server), and their text encoding for `/metrics`
+//! (`serve`). Every value is an atomic: updating one on the ingest path costs an atomic add,
+//! never an allocation or a lock. No label carries a trial id.
 
 mod runtime_lag;
 mod serve;

@@ -86,6 +86,7 @@ struct Worker {
 impl Worker {
     fn new() -> Worker {
         let outbox = Arc::new(Outbox::default());
+        // No coordinator to greet: an empty first message, which the count below skips.
         let mut upstream = outbox.open(WorkerMessage::default());
         let points = Arc::new(Mutex::new(0u64));
         let first_point = Arc::new(Mutex::new(None));
