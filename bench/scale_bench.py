@@ -20,11 +20,10 @@ decision (up: the divergent point's trip to the decision; down: the stop order's
 With --scrape, the coordinator serves its metrics and its own stop-order latency (reading the
 batch off the stream to handing the order to the worker's stream) and its runtime's lag (how
 late a sleeping task wakes: what every task on a stop order's path waits) are recorded. With
---profile,
-perf samples the coordinator (SCALE_PERF_ARGS, default "-F 499 -g"; "-F 99 --call-graph
-dwarf,8192" gives call stacks) into RUN/perf.txt. Prints
-every run, then a markdown table of medians per (mode, N), also written to OUT/scale.md; every
-run's raw numbers go to OUT/runs.jsonl.
+--profile, perf samples the coordinator (SCALE_PERF_ARGS, default "-F 499 -g"; "-F 99
+--call-graph dwarf,8192" gives call stacks) into RUN/perf.txt. Prints every run, then a
+markdown table of medians per (mode, N), also written to OUT/scale.md; every run's raw numbers
+go to OUT/runs.jsonl.
 """
 
 import argparse
@@ -222,6 +221,7 @@ def one_run(args, workdir, n, mode, rep):
                 os.remove(path)
     elapsed = line["elapsed_s"]
     cpu = usage.ru_utime + usage.ru_stime
+    metrics_text = scraped[-1] if scraped else ""
     result = {
         "mode": mode,
         "workers": n,
@@ -258,8 +258,8 @@ def one_run(args, workdir, n, mode, rep):
         "load_avg_1m": round(load, 2),
         # The coordinator's own share of the stop latency: from reading the batch off the stream
         # to handing the stop order to the worker's stream (its histogram's bucket bounds).
-        **histogram(scraped[-1] if scraped else "", "lrsweep_stop_order_latency_seconds", "inside"),
-        **histogram(scraped[-1] if scraped else "", "lrsweep_runtime_lag_seconds", "runtime_lag"),
+        **histogram(metrics_text, "lrsweep_stop_order_latency_seconds", "inside"),
+        **histogram(metrics_text, "lrsweep_runtime_lag_seconds", "runtime_lag"),
         **legs,
         "errors": line["errors"],
         "loadgen_exit": loadgen.returncode,

@@ -1,5 +1,5 @@
 //! What waits to go up the session stream. Points of a trial whose last batch still waits join
-//! that batch instead of queueing behind it, and a built-in trainer more than `ROOM_POINTS` ahead
+//! that batch instead of queueing behind it, and a built-in trainer `ROOM_POINTS` or more ahead
 //! of the stream waits for it: a coordinator that cannot keep up slows the trainers down rather
 //! than let their points pile up here, where a stop order's cause would wait behind them (and the
 //! trainer train on past a divergence for nothing).
@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use lrsweep_proto::v1::worker_message::Kind as Up;
-use lrsweep_proto::v1::WorkerMessage;
+use lrsweep_proto::v1::{TraceBatch, WorkerMessage};
 use tokio_stream::Stream;
 
 use crate::stop::StopSignal;
@@ -38,6 +38,36 @@ struct Queue {
 }
 
 impl Queue {
+    fn push_trace(&mut self, batch: TraceBatch) {
+        self.points += batch.points.len();
+        if let Some(WorkerMessage {
+            kind: Some(Up::Trace(last)),
+        }) = self.messages.back_mut()
+        {
+            if last.trial_id == batch.trial_id
+                && last.attempt == batch.attempt
+                && last.points.len() + batch.points.len() <= MAX_MESSAGE_POINTS
+            {
+                last.points.extend_from_slice(&batch.points);
+                return;
+            }
+        }
+        let trace = |points| WorkerMessage {
+            kind: Some(Up::Trace(TraceBatch {
+                trial_id: batch.trial_id,
+                attempt: batch.attempt,
+                points,
+            })),
+        };
+        if batch.points.len() <= MAX_MESSAGE_POINTS {
+            self.messages.push_back(trace(batch.points));
+        } else {
+            for chunk in batch.points.chunks(MAX_MESSAGE_POINTS) {
+                self.messages.push_back(trace(chunk.to_vec()));
+            }
+        }
+    }
+
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();
@@ -78,30 +108,16 @@ impl Outbox {
     }
 
     /// Queues `message`; false when no stream takes it. A trace batch joins the last queued
-    /// message when that is a batch of the same attempt with room for it.
+    /// message when that is a batch of the same attempt with room for it; one larger than
+    /// `MAX_MESSAGE_POINTS` (a resend after a reconnect) goes in messages of that size.
     pub fn send(&self, message: WorkerMessage) -> bool {
         let mut queue = self.lock();
         if !queue.accepting {
             return false;
         }
-        let joined = match (queue.messages.back_mut(), &message.kind) {
-            (
-                Some(WorkerMessage {
-                    kind: Some(Up::Trace(last)),
-                }),
-                Some(Up::Trace(new)),
-            ) if last.trial_id == new.trial_id
-                && last.attempt == new.attempt
-                && last.points.len() + new.points.len() <= MAX_MESSAGE_POINTS =>
-            {
-                last.points.extend_from_slice(&new.points);
-                true
-            }
-            _ => false,
-        };
-        queue.points += points(&message);
-        if !joined {
-            queue.messages.push_back(message);
+        match message.kind {
+            Some(Up::Trace(batch)) => queue.push_trace(batch),
+            _ => queue.messages.push_back(message),
         }
         queue.wake();
         true
@@ -116,8 +132,8 @@ impl Outbox {
         self.room.notify_all();
     }
 
-    /// Blocks this (trainer) thread while more than `ROOM_POINTS` points wait for an open
-    /// stream, until they drain, the stream closes, or `stop` is given.
+    /// Blocks this (trainer) thread while `ROOM_POINTS` or more points wait for an open stream,
+    /// until they drain, the stream closes, or `stop` is given.
     pub fn wait_for_room(&self, stop: &StopSignal) {
         let mut queue = self.lock();
         while queue.accepting && queue.points >= ROOM_POINTS && !stop.is_stopped() {
@@ -180,7 +196,7 @@ impl Drop for UpStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lrsweep_proto::v1::{Heartbeat, Hello, TraceBatch, TracePoint};
+    use lrsweep_proto::v1::{Heartbeat, Hello, TracePoint};
     use tokio_stream::StreamExt;
 
     fn hello() -> WorkerMessage {
@@ -272,6 +288,27 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [2 * chunk, chunk]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_the_limit_goes_in_messages_within_it() {
+        let outbox = Arc::new(Outbox::default());
+        let mut stream = outbox.open(hello());
+        let limit = MAX_MESSAGE_POINTS as u64;
+        assert!(outbox.send(batch(1, 1, 1..=2 * limit + 5)));
+        stream.next().await.unwrap();
+        let mut spans = Vec::new();
+        for _ in 0..3 {
+            spans.push(span(&stream.next().await.unwrap()));
+        }
+        assert_eq!(
+            spans,
+            [
+                Some((1, 1, limit)),
+                Some((1, limit + 1, 2 * limit)),
+                Some((1, 2 * limit + 1, 2 * limit + 5))
+            ]
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use lrsweep_proto::v1::{TraceBatch, TrialCompleted, TrialFailed, TrialProgress, 
 use crate::batcher::TraceBatcher;
 use crate::command::{self, Placement};
 use crate::data_cache::DataCache;
-use crate::outbox::{Outbox, UpStream, MAX_MESSAGE_POINTS};
+use crate::outbox::{Outbox, UpStream};
 use crate::slots::Slot;
 use crate::stop::StopSignal;
 use crate::trainer::run_trial;
@@ -169,12 +169,11 @@ impl Trials {
                 .filter(|p| p.step > *last_step)
                 .map(|&p| p.into())
                 .collect();
-            // In messages the coordinator takes, however long the trial has run.
-            for points in missed.chunks(MAX_MESSAGE_POINTS) {
+            if !missed.is_empty() {
                 outbox.send(up(Up::Trace(TraceBatch {
                     trial_id: *trial_id,
                     attempt: state.attempt,
-                    points: points.to_vec(),
+                    points: missed,
                 })));
             }
             if let Some(outcome) = &log.outcome {
@@ -314,6 +313,7 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::MAX_MESSAGE_POINTS;
     use lrsweep_proto::domain::{Subset, TrainerConfig};
     use lrsweep_proto::v1::Hello;
     use tokio_stream::StreamExt;
