@@ -1,11 +1,14 @@
 //! Edge descent (method.md §7): find the stability edge first, by bisection at a short budget,
-//! then walk down from it at the full budget and refine around the best rate.
+//! scout down from it at a middle budget, then walk down at the full budget from the scout's
+//! best and refine around the best rate.
 //!
 //! Every rate is a point of the grid strategy's lattice (`min_lr`..`max_lr` at `resolution`),
 //! so the answer is one an exhaustive grid would have trained. Stability is monotone in the
 //! rate and divergence shows within a few steps, so the edge costs little; the best rate for
-//! the full budget lies at or below it, often far below on problems that overfit, which is why
-//! every candidate after the edge trains the full budget (short runs favour large rates).
+//! the full budget lies at or below it, often far below on problems that overfit. Short runs
+//! favour large rates, so the scout's best is an upper bound for the full budget's: the
+//! full-budget ladder starts there instead of at the edge, and every candidate from then on
+//! trains the full budget.
 //!
 //! No rung pruning: a trial ends early only when its own trace diverges. What a round returns
 //! then depends on the rates and the trainer alone, not on which trial reached a milestone
@@ -27,8 +30,11 @@ use crate::prune::Incumbent;
 enum Stage {
     /// Bisecting the stability edge at the first round's budget.
     Edge,
-    /// Full-budget rates `ladder_stride` apart, from the edge down, until one is worse than a
-    /// larger one.
+    /// The ladder's descent at the middle round's budget, from the edge rate down: where the
+    /// full-budget ladder starts (only with three or more rounds).
+    Scout,
+    /// Full-budget rates `ladder_stride` apart, from the scout's best (else the edge) down,
+    /// until the loss has risen `ladder_patience` times in a row.
     Ladder,
     /// Full-budget rates `stride` either side of the best, `stride` halving to 1.
     Refine {
@@ -50,6 +56,8 @@ fn lowest(scored: &[(u32, f64)]) -> Option<(u32, f64)> {
 enum Budget {
     /// The first round's budget: the edge probes.
     Probe,
+    /// The middle round's budget: the scout.
+    Scout,
     /// The full budget, each rate stopped once it is clearly behind the best so far: the
     /// ladder, whose rates far from the optimum need not finish to be ruled out.
     FullHeld,
@@ -70,12 +78,16 @@ pub struct EdgeDescent {
     stable: BTreeSet<u32>,
     /// Smallest lattice index that diverged at any budget (or could not be trained).
     unstable: Option<u32>,
+    /// Scout results by lattice index: the score, None when not usable.
+    scouted: BTreeMap<u32, Option<f64>>,
     /// Full-budget results by lattice index: the score, None when not usable.
     finals: BTreeMap<u32, Option<f64>>,
     /// Validation losses of the usable full-budget rates, per replicate: the incumbent's.
     validation: BTreeMap<u32, Vec<Vec<(u64, f64)>>>,
-    /// The ladder's top rate: the largest stable one when the ladder started.
+    /// The largest stable rate when the edge stage ended.
     top: Option<u32>,
+    /// Where the full-budget ladder starts: `top`, or one stride above the scout's best.
+    ladder_top: Option<u32>,
 }
 
 impl EdgeDescent {
@@ -88,9 +100,11 @@ impl EdgeDescent {
             stage: Stage::Edge,
             stable: BTreeSet::new(),
             unstable: None,
+            scouted: BTreeMap::new(),
             finals: BTreeMap::new(),
             validation: BTreeMap::new(),
             top: None,
+            ladder_top: None,
         }
     }
 
@@ -107,8 +121,11 @@ impl EdgeDescent {
 
     /// A round on `indices` at the probes' budget or at the full one (`Budget`).
     fn plan(&mut self, indices: BTreeSet<u32>, budget: Budget) -> RoundPlan {
-        let full = budget != Budget::Probe;
-        let round = if full { self.search.last_round() } else { 0 };
+        let round = match budget {
+            Budget::Probe => 0,
+            Budget::Scout => 1,
+            Budget::FullHeld | Budget::Full => self.search.last_round(),
+        };
         let held = budget == Budget::FullHeld;
         let incumbent = self.best().filter(|_| held).map(|(i, score)| Incumbent {
             lr: self.lr(i),
@@ -150,19 +167,26 @@ impl EdgeDescent {
         Some(self.plan(probes, Budget::Probe))
     }
 
-    /// Records a round's candidates: stability always, scores when `full`.
-    fn record(&mut self, results: &[CandidateResult], full: bool) {
+    /// Records a round's candidates: stability always, scores after the edge stage.
+    fn record(&mut self, results: &[CandidateResult]) {
+        let full = matches!(self.stage, Stage::Ladder | Stage::Refine { .. });
         for c in results {
             let i = self.index(c.lr);
             if c.usable() {
                 self.stable.insert(i);
             } else if c.diverged || !full {
-                // A probe that did not finish its short budget cannot vouch for its rate.
+                // A probe or scout that did not finish its budget cannot vouch for its rate.
                 self.unstable = Some(self.unstable.map_or(i, |u| u.min(i)));
             }
-            if full {
-                self.finals
-                    .insert(i, c.usable().then_some(c.score).flatten());
+            let score = c.usable().then_some(c.score).flatten();
+            match self.stage {
+                Stage::Scout => {
+                    self.scouted.insert(i, score);
+                }
+                Stage::Ladder | Stage::Refine { .. } => {
+                    self.finals.insert(i, score);
+                }
+                Stage::Edge | Stage::Done => {}
             }
         }
     }
@@ -217,15 +241,36 @@ impl EdgeDescent {
     /// Not "the best is far above": a loss that is worse at a smaller rate may be a hump between
     /// a model that does not learn (near the edge) and the real optimum further down.
     fn ladder_round(&mut self) -> Option<RoundPlan> {
-        let top = self.top?;
-        let stride = self.spec.ladder_stride;
-        let lowest = self.finals.keys().next().copied();
+        let rates = self.descent(&self.finals, self.ladder_top?, self.best().is_some())?;
+        Some(self.plan(rates, Budget::FullHeld))
+    }
+
+    /// The scout's next rates: the ladder's descent at the middle budget, from the edge rate.
+    fn scout_round(&mut self) -> Option<RoundPlan> {
+        if self.search.last_round() < 2 {
+            return None;
+        }
+        let scored = self.scouted.values().any(Option::is_some);
+        let rates = self.descent(&self.scouted, self.top?, scored)?;
+        Some(self.plan(rates, Budget::Scout))
+    }
+
+    /// The next `ladder_width` rates `ladder_stride` apart below the lowest of `tried` (from
+    /// `start` down when nothing is), or None when the descent is over: `scored` and the loss
+    /// rose `ladder_patience` times in a row as the rate fell, or the range's bottom is reached.
+    fn descent(
+        &self,
+        tried: &BTreeMap<u32, Option<f64>>,
+        start: u32,
+        scored: bool,
+    ) -> Option<BTreeSet<u32>> {
+        let stride = i64::from(self.spec.ladder_stride);
         // From the lowest rate up: a rate stopped behind the best counts as worse than the one
-        // above it; rates at or above a divergence are not part of the ladder's descent.
+        // above it; rates at or above a divergence are not part of the descent.
         let below = self.unstable.unwrap_or(self.n);
-        let losses: Vec<Option<f64>> = self.finals.range(..below).map(|(_, s)| *s).collect();
+        let losses: Vec<Option<f64>> = tried.range(..below).map(|(_, s)| *s).collect();
         let patience = self.spec.ladder_patience as usize;
-        let rising = self.best().is_some()
+        let rising = scored
             && losses.len() > patience
             && losses
                 .windows(2)
@@ -238,18 +283,30 @@ impl EdgeDescent {
         if rising {
             return None;
         }
-        // The ladder starts at the edge rate itself: never the pick (it may diverge on another
-        // seed), but its full-budget run checks `max_stable_lr` at the budget it is for.
-        let start = lowest.map_or(i64::from(top) + i64::from(stride), i64::from);
+        // The descent starts at `start` itself.
+        let from = tried
+            .keys()
+            .next()
+            .map_or(i64::from(start) + stride, |&i| i64::from(i));
         let rates: BTreeSet<u32> = (1..=i64::from(self.spec.ladder_width))
-            .map(|j| start - j * i64::from(stride))
+            .map(|j| from - j * stride)
             .filter(|&i| i >= 0 && i < i64::from(below))
             .map(|i| i as u32)
             .collect();
-        if rates.is_empty() {
-            return None;
-        }
-        Some(self.plan(rates, Budget::FullHeld))
+        (!rates.is_empty()).then_some(rates)
+    }
+
+    /// Where the full-budget ladder starts: at the scout's best rate (short runs favour large
+    /// rates, so the full budget's best lies at or below it), else at the edge.
+    fn ladder_start(&self) -> Option<u32> {
+        let top = self.top?;
+        let below = self.unstable.unwrap_or(self.n);
+        let scored: Vec<(u32, f64)> = self
+            .scouted
+            .range(..below)
+            .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .collect();
+        Some(lowest(&scored).map_or(top, |(best, _)| best))
     }
 
     /// Whether the ladder has rates left below its lowest.
@@ -288,6 +345,7 @@ impl EdgeDescent {
         loop {
             let plan = match self.stage {
                 Stage::Edge => self.edge_round(),
+                Stage::Scout => self.scout_round(),
                 Stage::Ladder => self.ladder_round(),
                 Stage::Refine { stride } => self.refine_round(stride / 2),
                 Stage::Done => return None,
@@ -301,8 +359,12 @@ impl EdgeDescent {
                     if self.top.is_none() {
                         Stage::Done
                     } else {
-                        Stage::Ladder
+                        Stage::Scout
                     }
+                }
+                Stage::Scout => {
+                    self.ladder_top = self.ladder_start();
+                    Stage::Ladder
                 }
                 // Halving from the ladder's stride: the first refinement is stride / 2.
                 Stage::Ladder => Stage::Refine {
@@ -353,9 +415,8 @@ impl Strategy for EdgeDescent {
     }
 
     fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
-        let full = self.stage != Stage::Edge;
-        self.record(&candidates(results), full);
-        if full {
+        self.record(&candidates(results));
+        if matches!(self.stage, Stage::Ladder | Stage::Refine { .. }) {
             for r in results {
                 let i = self.index(r.lr);
                 if self.finals.get(&i).is_some_and(Option::is_some) {
@@ -434,9 +495,20 @@ mod tests {
         }
     }
 
+    /// Edge descent without a scout (two rounds: probes, full budget), `text` added to
+    /// `[search]`.
     fn edge_descent(text: &str) -> EdgeDescent {
+        edge_descent_with("rounds = 2\nsteps = [50, 1000]", text)
+    }
+
+    /// The default three rounds: probes, scout, full budget.
+    fn scouting(text: &str) -> EdgeDescent {
+        edge_descent_with("rounds = 3\nsteps = [50, 100, 1000]", text)
+    }
+
+    fn edge_descent_with(rounds: &str, text: &str) -> EdgeDescent {
         let spec = spec_from(&format!(
-            "[search]\nstrategy = \"edge-descent\"\nrounds = 2\nsteps = [50, 1000]\n{text}"
+            "[search]\nstrategy = \"edge-descent\"\n{rounds}\n{text}"
         ));
         match &spec.search.strategy {
             lrsweep_proto::spec::StrategySpec::EdgeDescent(e) => EdgeDescent::new(&spec.search, e),
@@ -619,7 +691,7 @@ mod tests {
         let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
         let at = |lr: f64| grid.iter().position(|&g| g == lr).unwrap() as i64;
         let centre = top - 6 * 7 + 3;
-        let mut search = edge_descent("");
+        let mut search = edge_descent("ladder_stride = 6\nladder_patience = 3");
         drive_with(&mut search, |lr| {
             if lr > 0.37 {
                 return trial(lr, 0, None, true);
@@ -646,7 +718,7 @@ mod tests {
         let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
         let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
         let below_top = |lr: f64| top - grid.iter().position(|&g| g == lr).unwrap() as i64;
-        let mut search = edge_descent("");
+        let mut search = edge_descent("ladder_stride = 6\nladder_patience = 3");
         drive_budgets(&mut search, |lr, steps| match below_top(lr) {
             d if d < 0 => trial(lr, 0, None, true),
             _ if steps == 50 => trial(lr, 0, Some(1.0), false),
@@ -660,5 +732,93 @@ mod tests {
         let rec = search.recommendation().expect("a recommendation");
         assert!((rec.best_lr.log10() + 5.0).abs() < 0.25, "{rec:?}");
         assert!(rec.max_stable_lr < grid[(top - 9) as usize], "{rec:?}");
+    }
+
+    /// Scores that favour larger rates at shorter budgets (short-horizon bias): the best lies
+    /// at 10^-1.5 for 100 steps and at 1e-4 for 1,000; 0.37 and above diverge.
+    fn biased(lr: f64, steps: u64) -> TrialResult {
+        if lr > 0.37 {
+            return trial(lr, 0, None, true);
+        }
+        let best = if steps >= 1000 { -4.0 } else { -1.5 };
+        trial(lr, 0, Some(0.2 + 0.1 * (lr.log10() - best).powi(2)), false)
+    }
+
+    #[test]
+    fn the_scout_starts_the_full_budget_ladder_at_its_best() {
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let at = |lr: f64| grid.iter().position(|&g| g == lr).unwrap() as i64;
+        let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
+        let mut search = scouting("");
+        let plans = drive_budgets(&mut search, biased);
+        // The scout trains the middle budget from the edge rate down, `ladder_stride` apart.
+        let scout: Vec<&RoundPlan> = plans.iter().filter(|p| p.steps == 100).collect();
+        let scouted: Vec<i64> = scout
+            .iter()
+            .flat_map(|p| p.lrs.iter().map(|&lr| at(lr)))
+            .collect();
+        assert_eq!(scouted.iter().max(), Some(&top), "{plans:#?}");
+        assert!(scouted.iter().all(|i| (top - i) % 10 == 0), "{scouted:?}");
+        // Its best is where the full budget starts: nothing above it trains 1,000 steps.
+        let scout_best = scout
+            .iter()
+            .flat_map(|p| p.lrs.iter())
+            .copied()
+            .min_by(|a, b| (a.log10() + 1.5).abs().total_cmp(&(b.log10() + 1.5).abs()))
+            .unwrap();
+        let full: Vec<f64> = plans
+            .iter()
+            .filter(|p| p.steps == 1000)
+            .flat_map(|p| p.lrs.iter().copied())
+            .collect();
+        assert_eq!(
+            full.iter().copied().fold(0.0, f64::max),
+            scout_best,
+            "{plans:#?}"
+        );
+        let rec = search.recommendation().unwrap();
+        assert!((rec.best_lr.log10() + 4.0).abs() < 0.25, "{rec:?}");
+        assert_eq!(at(rec.max_stable_lr), top);
+        // Without the scout the ladder starts at the edge: more rates train the full budget.
+        let mut plain = edge_descent("");
+        let plain_full: usize = drive_budgets(&mut plain, biased)
+            .iter()
+            .filter(|p| p.steps == 1000)
+            .map(|p| p.lrs.len())
+            .sum();
+        assert!(full.len() < plain_full, "{} vs {plain_full}", full.len());
+        assert_eq!(plain.recommendation().unwrap().best_lr, rec.best_lr);
+    }
+
+    #[test]
+    fn a_divergence_in_the_scout_lowers_the_edge() {
+        // Stable at 50 steps up to 0.37; at 100 steps and more, everything above 0.05 diverges.
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let top = grid
+            .iter()
+            .copied()
+            .filter(|&g| g <= 0.37)
+            .fold(0.0, f64::max);
+        let mut search = scouting("");
+        let plans = drive_budgets(&mut search, |lr, steps| {
+            if steps > 50 && lr > 0.05 {
+                trial(lr, 0, None, true)
+            } else {
+                biased(lr, steps)
+            }
+        });
+        // The scout trained the edge rate at 100 steps, saw it diverge, and the largest stable
+        // rate is now below it; no rate above the scout's best trained the full budget.
+        assert!(plans.iter().any(|p| p.steps == 100 && p.lrs.contains(&top)));
+        let rec = search.recommendation().unwrap();
+        assert!(rec.max_stable_lr < top, "{rec:?}");
+        assert!(
+            plans
+                .iter()
+                .filter(|p| p.steps == 1000)
+                .all(|p| p.lrs.iter().all(|&lr| lr <= 0.05)),
+            "{plans:#?}"
+        );
+        assert!((rec.best_lr.log10() + 4.0).abs() < 0.25, "{rec:?}");
     }
 }

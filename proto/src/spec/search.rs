@@ -34,8 +34,8 @@ impl Default for SearchSpec {
         SearchSpec {
             min_lr: 1e-7,
             max_lr: 10.0,
-            rounds: 2,
-            steps: vec![50, 1000],
+            rounds: 3,
+            steps: vec![50, 100, 1000],
             data_fraction: vec![1.0],
             replicates: 1,
             eval_every: 25,

@@ -113,9 +113,10 @@ pub struct EdgeDescentSpec {
     pub resolution: f64,
     /// Rates per round of the edge bisection: each round cuts the bracket into this many + 1.
     pub edge_probes: u32,
-    /// Lattice steps between the ladder's rates below the edge; refining halves it down to 1.
+    /// Lattice steps between the scout's and the ladder's rates; refining halves it down to
+    /// `finest_stride`.
     pub ladder_stride: u32,
-    /// Ladder rates per round (and the two sides of each refinement).
+    /// Scout and ladder rates per round.
     pub ladder_width: u32,
     /// The ladder ends once the loss has risen this many times in a row as the rate fell: one
     /// rise may be noise, or a hump between a model that does not learn and the optimum.
@@ -129,9 +130,9 @@ impl Default for EdgeDescentSpec {
         EdgeDescentSpec {
             resolution: 1.25,
             edge_probes: 3,
-            ladder_stride: 6,
+            ladder_stride: 10,
             ladder_width: 2,
-            ladder_patience: 3,
+            ladder_patience: 2,
             finest_stride: 2,
         }
     }

@@ -14,16 +14,16 @@ fn empty_text_gives_all_defaults() {
     assert_eq!(spec, SweepSpec::default());
     assert_eq!(spec.search.min_lr, 1e-7);
     assert_eq!(spec.search.max_lr, 10.0);
-    assert_eq!(spec.search.rounds, 2);
-    assert_eq!(spec.search.steps, vec![50, 1000]);
+    assert_eq!(spec.search.rounds, 3);
+    assert_eq!(spec.search.steps, vec![50, 100, 1000]);
     assert_eq!(spec.search.data_fraction, vec![1.0]);
     assert_eq!(spec.search.replicates, 1);
     let StrategySpec::EdgeDescent(e) = &spec.search.strategy else {
         panic!("{:?}", spec.search.strategy)
     };
     assert_eq!((e.resolution, e.edge_probes), (1.25, 3));
-    assert_eq!((e.ladder_stride, e.ladder_width), (6, 2));
-    assert_eq!((e.ladder_patience, e.finest_stride), (3, 2));
+    assert_eq!((e.ladder_stride, e.ladder_width), (10, 2));
+    assert_eq!((e.ladder_patience, e.finest_stride), (2, 2));
     assert_eq!(spec.pruning.rule, RungRule::Dominated);
     assert_eq!(
         (spec.pruning.reduction_factor, spec.pruning.grace_fraction),
@@ -394,7 +394,7 @@ fn edge_descent_is_the_default_and_other_strategies_fields_are_refused() {
         spec.search.strategy,
         StrategySpec::EdgeDescent(EdgeDescentSpec::default())
     );
-    assert_eq!(spec.search.steps, vec![50, 1000]);
+    assert_eq!(spec.search.steps, vec![50, 100, 1000]);
     spec.validate().unwrap();
     let refused = |text: &str| SweepSpec::from_toml_str(text).unwrap_err().to_string();
     let e = refused("[search]\nstrategy = \"edge-descent\"\nfinal_below = 2\n");

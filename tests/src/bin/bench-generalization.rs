@@ -246,6 +246,10 @@ const FAMILIES: [Family; 10] = [
 /// Data seeds and search seeds of each set. The digits families have one data set: only their
 /// search seeds differ.
 const TUNING_DATA_SEEDS: [u64; 1] = [1];
+/// The wider tuning set (`--set tuning-wide`, issue 10's later sessions): the tuning families on
+/// more data seeds. On one data seed each family's searches share one edge and one optimum, so
+/// 70 searches are 7 alignments of the ladder's lattice, and a stride's score on them is luck.
+const TUNING_WIDE_DATA_SEEDS: [u64; 4] = [1, 4, 5, 6];
 const TUNING_SEARCH_SEEDS: [u64; 10] = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
 const REPORT_DATA_SEEDS: [u64; 2] = [2, 3];
 const REPORT_SEARCH_SEEDS: [u64; 5] = [21, 22, 23, 24, 25];
@@ -330,19 +334,21 @@ fn variant_spec(variant: &str, b: u64) -> Option<(String, String)> {
     let mut parts = variant.split(':');
     let base = parts.next()?;
     let mut probe_pct = 5;
+    let mut scout_pct = 10;
     let mut extra = String::new();
     for part in parts {
         let (key, value) = part.split_once('=')?;
         match key {
             "probe" => probe_pct = value.parse().ok()?,
+            "scout" => scout_pct = value.parse().ok()?,
             _ => extra += &format!("{key} = {value}\n"),
         }
     }
-    let (search, pruning) = base_spec(base, b, probe_pct)?;
+    let (search, pruning) = base_spec(base, b, probe_pct, scout_pct)?;
     Some((search + &extra, pruning))
 }
 
-fn base_spec(variant: &str, b: u64, probe_pct: u64) -> Option<(String, String)> {
+fn base_spec(variant: &str, b: u64, probe_pct: u64, scout_pct: u64) -> Option<(String, String)> {
     let range = format!("min_lr = {MIN_LR:e}\nmax_lr = {MAX_LR:.1}\nresolution = {RESOLUTION}\n");
     let c2f_steps = format!("[{}, {}, {b}]", (b / 20).max(1), (3 * b / 10).max(1));
     Some(match variant {
@@ -355,15 +361,22 @@ fn base_spec(variant: &str, b: u64, probe_pct: u64) -> Option<(String, String)> 
             ),
             String::new(),
         ),
-        // Edge descent: probes at `probe_pct`% of the budget (5% unless overridden), then the
-        // full budget.
-        "edge" => (
-            format!(
-                "strategy = \"edge-descent\"\n{range}rounds = 2\nsteps = [{}, {b}]\nreplicates = 1\n",
-                (b * probe_pct / 100).max(1)
-            ),
-            String::new(),
-        ),
+        // Edge descent: probes at `probe_pct`% of the budget (5% unless overridden), the scout
+        // at `scout_pct`% (10%; 0: no scout), then the full budget.
+        "edge" => {
+            let probe = (b * probe_pct / 100).max(1);
+            let steps = match scout_pct {
+                0 => format!("rounds = 2\nsteps = [{probe}, {b}]"),
+                pct => format!(
+                    "rounds = 3\nsteps = [{probe}, {}, {b}]",
+                    (b * pct / 100).max(1)
+                ),
+            };
+            (
+                format!("strategy = \"edge-descent\"\n{range}{steps}\nreplicates = 1\n"),
+                String::new(),
+            )
+        }
         // The reference: every rate of the grid at the full budget on the search's one seed,
         // nothing pruned; its cost is 100% by definition. What a single-seed search can reach.
         "grid" => (
@@ -521,11 +534,11 @@ fn instance(family: &'static Family, data_seed: u64, data_dir: &Path) -> Instanc
 
 /// The instances and search seeds of a set.
 fn set(name: &str, data_dir: &Path) -> (Vec<Instance>, &'static [u64]) {
-    let tuning = name == "tuning";
-    let data_seeds: &[u64] = if tuning {
-        &TUNING_DATA_SEEDS
-    } else {
-        &REPORT_DATA_SEEDS
+    let tuning = name.starts_with("tuning");
+    let data_seeds: &[u64] = match name {
+        "tuning" => &TUNING_DATA_SEEDS,
+        "tuning-wide" => &TUNING_WIDE_DATA_SEEDS,
+        _ => &REPORT_DATA_SEEDS,
     };
     let mut out = Vec::new();
     for family in FAMILIES.iter().filter(|f| !tuning || f.tuning) {
@@ -707,6 +720,8 @@ struct Args {
     /// A manifest of datasets written outside the benchmark (bench/sklearn_datasets.py): they
     /// replace the set's instances, searched on the report set's seeds.
     external: Option<PathBuf>,
+    /// Trainer seeds of the searches, instead of the set's own.
+    search_seeds: Option<Vec<u64>>,
 }
 
 fn usage(why: &str) -> ! {
@@ -714,9 +729,9 @@ fn usage(why: &str) -> ! {
         eprintln!("bench-generalization: {why}");
     }
     eprintln!(
-        "usage: bench-generalization [--set tuning|report] [--variants c2f,...] \
+        "usage: bench-generalization [--set tuning|tuning-wide|report] [--variants c2f,...] \
          [--families a,b] [--out DIR] [--threads N<=2] [--ground-truth-only] [--optuna FILE] \
-         [--external MANIFEST]"
+         [--external MANIFEST] [--search-seeds 31,32,...]"
     );
     std::process::exit(2)
 }
@@ -731,6 +746,7 @@ fn parse_args() -> Args {
         ground_truth_only: false,
         optuna: None,
         external: None,
+        search_seeds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -754,11 +770,21 @@ fn parse_args() -> Args {
             "--ground-truth-only" => args.ground_truth_only = true,
             "--optuna" => args.optuna = Some(value("--optuna").into()),
             "--external" => args.external = Some(value("--external").into()),
+            "--search-seeds" => {
+                let seeds = value("--search-seeds");
+                args.search_seeds = Some(
+                    seeds
+                        .split(',')
+                        .map(|s| s.trim().parse().ok())
+                        .collect::<Option<Vec<u64>>>()
+                        .unwrap_or_else(|| usage("--search-seeds takes numbers: 31,32,33")),
+                );
+            }
             other => usage(&format!("unknown argument {other}")),
         }
     }
-    if !["tuning", "report"].contains(&args.set.as_str()) {
-        usage("--set is tuning or report");
+    if !["tuning", "tuning-wide", "report"].contains(&args.set.as_str()) {
+        usage("--set is tuning, tuning-wide or report");
     }
     for v in &args.variants {
         if variant_spec(v, 100).is_none() {
@@ -782,6 +808,7 @@ fn main() {
         Some(manifest) => (external_instances(manifest), &REPORT_SEARCH_SEEDS[..]),
         None => set(&args.set, &data_dir),
     };
+    let search_seeds: &[u64] = args.search_seeds.as_deref().unwrap_or(search_seeds);
     if let Some(families) = &args.families {
         instances.retain(|i| families.iter().any(|f| f == i.family.name));
     }
