@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Generalization (BENCHMARKS.md, "Generalization"): each strategy's pick on ten problem families
 # (tests/src/bin/bench-generalization.rs), scored on the seed-averaged expected loss. The ground
-# truth (84 rates x 5 trainer seeds per instance) is cached in $OUT/ground-truth.json; the first
-# run computes it (about 10 minutes on 2 busy cores), later runs reuse it.
+# truth (84 rates x 20 trainer seeds per instance) is cached in $OUT/ground-truth.json; the first
+# run computes it (about 6 minutes on 2 cores), later runs reuse it.
 #
 # Environment:
-#   SET=report         tuning (what the strategy was developed on) or report (held-back
-#                      families, other data seeds, other search seeds)
-#   VARIANTS=c2f,edge,grid  strategies and variants (see variant_spec in the binary)
+#   SET=report         tuning (what the strategy was developed on), tuning-wide (the tuning
+#                      families on more data seeds) or report (held-back families, other data
+#                      seeds, other search seeds)
+#   VARIANTS=c2f,edge,grid  strategies and variants (see variant_spec in the binary; e.g.
+#                      edge:scout=0:ladder_stride=6:ladder_patience=3 is the edge descent before
+#                      the scout)
 #   OPTUNA=1           also the Optuna peer (TPE + Median/Hyperband pruners, scored at 10, 20
 #                      and 30 trials) on the same searches; needs `pip install optuna`
 #   THREADS=2          at most 2

@@ -13,14 +13,15 @@ const WORKER: &str = env!("CARGO_BIN_EXE_e2e-worker");
 
 /// Digits with a one-hidden-layer MLP: a full-budget trial takes long enough (a few hundred
 /// milliseconds) to be under way when its worker is killed. Three ladder rates per round, so
-/// that each of three workers gets a full-budget trial.
+/// that each of three workers gets a full-budget trial; the default three rounds (probes, scout,
+/// full budget).
 const SPEC: &str = r#"
 [search]
 strategy = "edge-descent"
 min_lr = 1e-4
 max_lr = 10.0
-rounds = 2
-steps = [30, 300]
+rounds = 3
+steps = [30, 60, 300]
 ladder_width = 3
 eval_every = 20
 

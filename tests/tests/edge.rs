@@ -57,7 +57,7 @@ fn max_stable_lr_is_within_one_lattice_step_below_the_edge_on_20_problems() {
         let max_lr = edge * 10f64.powf(0.5 + 3.0 * offset);
         let text = format!(
             "[search]\nstrategy = \"edge-descent\"\nmin_lr = {:e}\nmax_lr = {max_lr:e}\n\
-             rounds = 2\nsteps = [200, 300]\neval_every = 20\n\n{trainer}",
+             rounds = 3\nsteps = [200, 250, 300]\neval_every = 20\n\n{trainer}",
             max_lr * 1e-8
         );
         let spec = SweepSpec::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

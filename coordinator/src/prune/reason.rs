@@ -11,7 +11,7 @@ pub enum PruneReason {
     /// A smaller rate diverged, so by monotone stability this one would too.
     CancelledByMonotonicity,
     /// Clearly behind the round's incumbent (a finished earlier trial) at the same step, with
-    /// too little left to catch up even at its current rate of improvement.
+    /// too little left to catch up even if its current rate of improvement fades only like 1/step.
     BehindIncumbent,
 }
 

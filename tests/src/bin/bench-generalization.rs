@@ -18,7 +18,8 @@
 //! a quality ≤ 1.02; its cost is its training steps as a share of the grid's (84 × budget).
 //!
 //! The TUNING set and the REPORT set are fixed here, before any tuning: the report set holds
-//! back whole families and uses other data seeds and other search seeds.
+//! back whole families and uses other data seeds and other search seeds. The wider tuning set
+//! (`tuning-wide`) adds data seeds of the tuning families only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
