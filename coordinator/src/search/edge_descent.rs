@@ -86,7 +86,7 @@ pub struct EdgeDescent {
     validation: BTreeMap<u32, Vec<Vec<(u64, f64)>>>,
     /// The largest stable rate when the edge stage ended.
     top: Option<u32>,
-    /// Where the full-budget ladder starts: `top`, or one stride above the scout's best.
+    /// Where the full-budget ladder starts: the scout's best, or `top` without a scout.
     ladder_top: Option<u32>,
 }
 
@@ -297,7 +297,9 @@ impl EdgeDescent {
     }
 
     /// Where the full-budget ladder starts: at the scout's best rate (short runs favour large
-    /// rates, so the full budget's best lies at or below it), else at the edge.
+    /// rates, so the full budget's best lies at or below it). Without a scout, at the edge rate:
+    /// never the pick (it may diverge on another seed), but its full-budget run checks
+    /// `max_stable_lr` at that budget, as the scout's run of it does at the middle one.
     fn ladder_start(&self) -> Option<u32> {
         let top = self.top?;
         let below = self.unstable.unwrap_or(self.n);
