@@ -51,6 +51,17 @@ fn lowest(scored: &[(u32, f64)]) -> Option<(u32, f64)> {
         .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
 }
 
+/// A parabola over log lr around the best full-budget rate.
+struct Fit {
+    /// The best index and its score.
+    best: (u32, f64),
+    /// The scored rates within one ladder stride of it.
+    near: Vec<(u32, f64)>,
+    /// The lattice position of the vertex of the parabola fitted to their losses
+    /// (parabola.rs), when there is one.
+    vertex: Option<f64>,
+}
+
 /// What a round trains.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Budget {
@@ -213,20 +224,26 @@ impl EdgeDescent {
         lowest(&self.scored())
     }
 
-    /// The recommended index: the scored full-budget rate nearest the vertex of a parabola
-    /// fitted to the losses within one ladder stride of the best (parabola.rs), or the best
-    /// itself when there is no such fit.
-    fn pick(&self) -> Option<(u32, f64)> {
+    /// The fit around the best full-budget rate, once one scored.
+    fn fit(&self) -> Option<Fit> {
         let scored = self.scored();
-        let (best, score) = lowest(&scored)?;
+        let best = lowest(&scored)?;
         let stride = self.spec.ladder_stride;
         let near: Vec<(u32, f64)> = scored
             .into_iter()
-            .filter(|&(i, _)| i.abs_diff(best) <= stride)
+            .filter(|&(i, _)| i.abs_diff(best.0) <= stride)
             .collect();
         let points: Vec<(f64, f64)> = near.iter().map(|&(i, s)| (f64::from(i), s)).collect();
-        let Some(v) = parabola::vertex(&points) else {
-            return Some((best, score));
+        let vertex = parabola::vertex(&points);
+        Some(Fit { best, near, vertex })
+    }
+
+    /// The recommended index: the scored full-budget rate nearest the fitted vertex, or the
+    /// best itself when there is no fit.
+    fn pick(&self) -> Option<(u32, f64)> {
+        let Fit { best, near, vertex } = self.fit()?;
+        let Some(v) = vertex else {
+            return Some(best);
         };
         near.into_iter().min_by(|a, b| {
             (f64::from(a.0) - v)
@@ -320,16 +337,29 @@ impl EdgeDescent {
     }
 
     /// Rates `stride` either side of the best not tried yet, halving `stride` until there are
-    /// some or it reaches 0.
+    /// some or it reaches `finest_stride`. The first refinement trains both sides; a later one
+    /// only the side where the fitted parabola's minimum lies, and none when it lies at the
+    /// best (within half a lattice step): the fit already says where to look.
     fn refine_round(&mut self, mut stride: u32) -> Option<RoundPlan> {
-        let (best, _) = self.best()?;
+        let Fit {
+            best: (best, _),
+            vertex,
+            ..
+        } = self.fit()?;
         let below = self.unstable.unwrap_or(self.n);
         while stride >= self.spec.finest_stride.max(1) {
+            let later = stride < self.spec.ladder_stride / 2;
+            let toward = |side: f64| match vertex {
+                Some(v) if later => (v - f64::from(best)) * side > 0.5,
+                _ => true,
+            };
             let rates: BTreeSet<u32> = [
-                i64::from(best) - i64::from(stride),
-                i64::from(best) + i64::from(stride),
+                (toward(-1.0), i64::from(best) - i64::from(stride)),
+                (toward(1.0), i64::from(best) + i64::from(stride)),
             ]
             .into_iter()
+            .filter(|&(wanted, _)| wanted)
+            .map(|(_, i)| i)
             .filter(|&i| i >= 0 && i < i64::from(below) && !self.finals.contains_key(&(i as u32)))
             .map(|i| i as u32)
             .collect();
@@ -822,5 +852,51 @@ mod tests {
             "{plans:#?}"
         );
         assert!((rec.best_lr.log10() + 4.0).abs() < 0.25, "{rec:?}");
+    }
+
+    #[test]
+    fn a_later_refinement_trains_only_the_side_of_the_fitted_minimum() {
+        // Loss: a parabola in lattice steps with its minimum `offset` steps above the ladder
+        // rung 30 below the edge rate. The ladder (10 apart) finds that rung best, the first
+        // refinement trains 5 either side, and the fit over the five rates within 10 of it
+        // puts the vertex at the minimum.
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let top = grid.iter().rposition(|&g| g <= 0.37).unwrap() as i64;
+        let run = |offset: f64| {
+            let centre = (top - 30) as f64 + offset;
+            let mut search = edge_descent("");
+            let plans = drive_with(&mut search, |lr| {
+                if lr > 0.37 {
+                    return trial(lr, 0, None, true);
+                }
+                let k = grid.iter().position(|&g| g == lr).unwrap() as f64;
+                trial(lr, 0, Some(1.0 + 0.002 * (k - centre).powi(2)), false)
+            });
+            let at = |lr: f64| grid.iter().position(|&g| g == lr).unwrap() as i64;
+            let full: Vec<i64> = plans
+                .iter()
+                .filter(|p| p.steps == 1000)
+                .flat_map(|p| p.lrs.iter().map(|&lr| at(lr)))
+                .collect();
+            (full, at(search.recommendation().unwrap().best_lr))
+        };
+        // The minimum 1.2 steps above the rung: of the rates 2 either side, only the one above.
+        let (full, pick) = run(1.2);
+        assert!(
+            full.contains(&(top - 35)) && full.contains(&(top - 25)),
+            "{full:?}"
+        );
+        assert!(
+            full.contains(&(top - 28)) && !full.contains(&(top - 32)),
+            "{full:?}"
+        );
+        assert_eq!(pick, top - 28);
+        // The minimum on the rung itself: no rate 2 either side trains at all.
+        let (full, pick) = run(0.2);
+        assert!(
+            !full.contains(&(top - 28)) && !full.contains(&(top - 32)),
+            "{full:?}"
+        );
+        assert_eq!(pick, top - 30);
     }
 }
