@@ -43,6 +43,13 @@ enum Stage {
     Done,
 }
 
+impl Stage {
+    /// Whether the stage's rounds train the full budget.
+    fn full_budget(&self) -> bool {
+        matches!(self, Stage::Ladder | Stage::Refine { .. })
+    }
+}
+
 /// The lowest-scoring (index, score), ties to the smaller rate.
 fn lowest(scored: &[(u32, f64)]) -> Option<(u32, f64)> {
     scored
@@ -180,7 +187,7 @@ impl EdgeDescent {
 
     /// Records a round's candidates: stability always, scores after the edge stage.
     fn record(&mut self, results: &[CandidateResult]) {
-        let full = matches!(self.stage, Stage::Ladder | Stage::Refine { .. });
+        let full = self.stage.full_budget();
         for c in results {
             let i = self.index(c.lr);
             if c.usable() {
@@ -206,17 +213,21 @@ impl EdgeDescent {
     /// rate's (what was stable on this seed at the edge may diverge on another) unless it is
     /// the only one.
     fn scored(&self) -> Vec<(u32, f64)> {
-        let below = self.unstable.unwrap_or(self.n);
         let edge = self.top_stable().filter(|_| self.unstable.is_some());
-        let mut scored: Vec<(u32, f64)> = self
-            .finals
-            .range(..below)
-            .filter_map(|(&i, s)| s.map(|s| (i, s)))
-            .collect();
+        let mut scored = self.usable_below_divergence(&self.finals);
         if scored.iter().any(|&(i, _)| Some(i) != edge) {
             scored.retain(|&(i, _)| Some(i) != edge);
         }
         scored
+    }
+
+    /// The rates of `results` (scout or full budget) with a score, below every divergence.
+    fn usable_below_divergence(&self, results: &BTreeMap<u32, Option<f64>>) -> Vec<(u32, f64)> {
+        let below = self.unstable.unwrap_or(self.n);
+        results
+            .range(..below)
+            .filter_map(|(&i, s)| s.map(|s| (i, s)))
+            .collect()
     }
 
     /// The best full-budget index (ties to the smaller rate).
@@ -319,13 +330,8 @@ impl EdgeDescent {
     /// `max_stable_lr` at that budget, as the scout's run of it does at the middle one.
     fn ladder_start(&self) -> Option<u32> {
         let top = self.top?;
-        let below = self.unstable.unwrap_or(self.n);
-        let scored: Vec<(u32, f64)> = self
-            .scouted
-            .range(..below)
-            .filter_map(|(&i, s)| s.map(|s| (i, s)))
-            .collect();
-        Some(lowest(&scored).map_or(top, |(best, _)| best))
+        let scouted = self.usable_below_divergence(&self.scouted);
+        Some(lowest(&scouted).map_or(top, |(best, _)| best))
     }
 
     /// Whether the ladder has rates left below its lowest.
@@ -448,7 +454,7 @@ impl Strategy for EdgeDescent {
 
     fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
         self.record(&candidates(results));
-        if matches!(self.stage, Stage::Ladder | Stage::Refine { .. }) {
+        if self.stage.full_budget() {
             for r in results {
                 let i = self.index(r.lr);
                 if self.finals.get(&i).is_some_and(Option::is_some) {
