@@ -245,7 +245,7 @@ impl Strategy for CoarseToFine {
 mod tests {
     use super::*;
     use crate::search::decade_grid;
-    use crate::search::outcome::{CurvePoint, TrialStatus};
+    use crate::search::outcome::{CurvePoint, Learning, TrialStatus};
     use crate::search::test_support::*;
     use lrsweep_proto::domain::OptimizerSpec;
 
@@ -549,6 +549,7 @@ mod tests {
             lr: 0.3,
             diverged: false,
             score: None,
+            learning: Learning::Little,
         };
         search
             .advance(&[
@@ -587,6 +588,7 @@ mod tests {
             lr: 2e-2,
             diverged: false,
             score: None,
+            learning: Learning::Little,
         };
         assert!(search.advance(&[diverged(5e-3), unscored]).is_none());
         assert_eq!(search.recommendation().unwrap().best_lr, 1e-2);

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use lrsweep_proto::spec::{EdgeDescentSpec, SearchSpec};
 
 use super::lattice::{grid_len, span_point};
-use super::outcome::{candidates, CandidateResult, TrialResult};
+use super::outcome::{candidates, CandidateResult, Learning, TrialResult};
 use super::parabola;
 use super::recommendation::{Confidence, Recommendation, FLAT};
 use super::{RoundPlan, Strategy};
@@ -94,8 +94,12 @@ pub struct EdgeDescent {
     stage: Stage,
     /// Lattice indices shown stable (trained a budget to its end without diverging).
     stable: BTreeSet<u32>,
-    /// Smallest lattice index that diverged at any budget (or could not be trained).
+    /// Smallest lattice index that diverged at any budget (or could not be trained), or that
+    /// stalled above a rate that learned.
     unstable: Option<u32>,
+    /// What the rates that trained a budget to its end did to their training loss, by the
+    /// budget's round of the spec and lattice index.
+    learning: BTreeMap<u32, BTreeMap<u32, Learning>>,
     /// Scout results by lattice index: the score, None when not usable.
     scouted: BTreeMap<u32, Option<f64>>,
     /// Full-budget results by lattice index: the score, None when not usable.
@@ -118,6 +122,7 @@ impl EdgeDescent {
             stage: Stage::Edge,
             stable: BTreeSet::new(),
             unstable: None,
+            learning: BTreeMap::new(),
             scouted: BTreeMap::new(),
             finals: BTreeMap::new(),
             validation: BTreeMap::new(),
@@ -186,15 +191,25 @@ impl EdgeDescent {
     }
 
     /// Records a round's candidates: stability always, scores after the edge stage.
+    ///
+    /// A rate that stalled (its training loss ended no lower than it began) above one that
+    /// learned is past the edge too: a model whose loss cannot blow up (cross-entropy over dead
+    /// units) shows instability that way. Below every rate that learned, stalling only means
+    /// too slow for the budget.
     fn record(&mut self, results: &[CandidateResult]) {
         let full = self.stage.full_budget();
+        let budget = self.budget_round();
         for c in results {
             let i = self.index(c.lr);
             if c.usable() {
                 self.stable.insert(i);
+                self.learning
+                    .entry(budget)
+                    .or_default()
+                    .insert(i, c.learning);
             } else if c.diverged || !full {
                 // A probe or scout that did not finish its budget cannot vouch for its rate.
-                self.unstable = Some(self.unstable.map_or(i, |u| u.min(i)));
+                self.mark_unstable(i);
             }
             let score = c.usable().then_some(c.score).flatten();
             match self.stage {
@@ -207,6 +222,38 @@ impl EdgeDescent {
                 Stage::Edge | Stage::Done => {}
             }
         }
+        if let Some(i) = self.stalled_past_edge() {
+            self.mark_unstable(i);
+        }
+    }
+
+    /// The smallest rate that stalled above one that learned on the same budget (on another,
+    /// a lucky first minibatch shared by every rate of the seed can make a slow rate look
+    /// stalled on a short budget and a smaller one learn on a long one).
+    fn stalled_past_edge(&self) -> Option<u32> {
+        self.learning
+            .values()
+            .filter_map(|rates| {
+                let (&lowest, _) = rates.iter().find(|(_, &l)| l == Learning::Learned)?;
+                rates
+                    .range(lowest + 1..)
+                    .find(|(_, &l)| l == Learning::Stalled)
+                    .map(|(&i, _)| i)
+            })
+            .min()
+    }
+
+    /// The spec round whose budget the current stage trains.
+    fn budget_round(&self) -> u32 {
+        match self.stage {
+            Stage::Edge | Stage::Done => 0,
+            Stage::Scout => 1,
+            Stage::Ladder | Stage::Refine { .. } => self.search.last_round(),
+        }
+    }
+
+    fn mark_unstable(&mut self, i: u32) {
+        self.unstable = Some(self.unstable.map_or(i, |u| u.min(i)));
     }
 
     /// The full-budget scores below every divergence that may be picked: not the largest stable
@@ -493,7 +540,7 @@ impl Strategy for EdgeDescent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::outcome::TrialStatus;
+    use crate::search::outcome::{CurvePoint, TrialStatus};
     use crate::search::test_support::{spec_from, trial};
 
     /// Runs the strategy to the end on a synthetic problem: rates above `edge` diverge, the
@@ -904,5 +951,63 @@ mod tests {
             "{full:?}"
         );
         assert_eq!(pick, top - 30);
+    }
+
+    /// A trial whose smoothed training loss went from `first` to `last`, scoring `score`.
+    fn moved(lr: f64, score: f64, first: f64, last: f64) -> TrialResult {
+        let point = |step, smoothed| CurvePoint { step, lr, smoothed };
+        TrialResult {
+            curve: vec![point(1, first), point(2, last)],
+            ..trial(lr, 0, Some(score), false)
+        }
+    }
+
+    /// Nothing diverges: rates above 0.3 leave the loss above where it began (a model whose
+    /// loss cannot blow up), the best is 1e-3, and at 50 steps every rate below 1e-4 ends no
+    /// lower than it began either (too slow for the budget) while at 1,000 they learn.
+    fn stalling(lr: f64, steps: u64) -> TrialResult {
+        let score = 0.2 + 0.1 * (lr.log10() + 3.0).powi(2);
+        if lr > 0.3 {
+            moved(lr, 2.0, 1.0, 1.5)
+        } else if steps < 1000 && lr < 1e-4 {
+            moved(lr, score, 1.0, 1.0)
+        } else {
+            moved(lr, score, 1.0, 0.5)
+        }
+    }
+
+    #[test]
+    fn a_rate_that_stalls_above_one_that_learned_is_past_the_edge() {
+        let grid = crate::search::lattice::log_span(1e-7, 10.0, 84);
+        let top = grid.iter().rposition(|&g| g <= 0.3).unwrap();
+        let mut search = scouting("");
+        let plans = drive_budgets(&mut search, stalling);
+        let rec = search.recommendation().unwrap();
+        // The edge is the largest rate that did not stall, not the range's top.
+        assert_eq!(rec.max_stable_lr, grid[top], "{plans:#?}");
+        assert!((rec.best_lr.log10() + 3.0).abs() < 0.25, "{rec:?}");
+        // Nothing that stalls trains past the probes: the scout starts at the edge.
+        let trained_above = plans
+            .iter()
+            .filter(|p| p.steps > 50)
+            .flat_map(|p| p.lrs.iter())
+            .any(|&lr| lr > 0.3);
+        assert!(!trained_above, "{plans:#?}");
+        // The slow rates that stalled at 50 steps lie below every rate that learned there:
+        // they do not lower the edge, though smaller rates learned at 1,000 steps.
+        let full_below: Vec<f64> = plans
+            .iter()
+            .filter(|p| p.steps == 1000)
+            .flat_map(|p| p.lrs.iter().copied())
+            .filter(|&lr| lr < 1e-4)
+            .collect();
+        assert!(!full_below.is_empty(), "{plans:#?}");
+
+        // Without the stalls, only the range's top bounds the edge.
+        let mut blind = scouting("");
+        drive_budgets(&mut blind, |lr, steps| {
+            trial(lr, 0, stalling(lr, steps).score, false)
+        });
+        assert_eq!(blind.recommendation().unwrap().max_stable_lr, 10.0);
     }
 }

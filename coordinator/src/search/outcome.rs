@@ -74,8 +74,44 @@ impl TrialResult {
             status: self.status,
             diverged: self.diverged,
             score: self.score,
+            learning: self.learning(),
         }
     }
+
+    /// What training did to the smoothed training loss, from the first point (the loss before
+    /// any update) to the last. Rates far past the edge of a model whose loss cannot blow up
+    /// (cross-entropy over dead units, a saturated network) stall instead of diverging.
+    pub fn learning(&self) -> Learning {
+        match (self.curve.first(), self.curve.last()) {
+            (Some(first), Some(last)) if last.step > first.step => {
+                if last.smoothed >= first.smoothed {
+                    Learning::Stalled
+                } else if last.smoothed <= (1.0 - LEARNED) * first.smoothed {
+                    Learning::Learned
+                } else {
+                    Learning::Little
+                }
+            }
+            _ => Learning::Little,
+        }
+    }
+}
+
+/// The share of its first training loss a trial must have shed to count as having learned:
+/// a rate too small to move the model ends within its minibatches' noise of where it began,
+/// and a few of those must not pass for learning.
+const LEARNED: f64 = 0.1;
+
+/// What a trial's training did to its training loss (`TrialResult::learning`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Learning {
+    /// It fell by `LEARNED` of its first value or more.
+    Learned,
+    /// It fell by less, or there were not two points to compare.
+    Little,
+    /// It ended no lower than it began.
+    Stalled,
 }
 
 /// How one replicate (one data subset) of a candidate rate ended.
@@ -85,6 +121,8 @@ pub struct ReplicateOutcome {
     pub diverged: bool,
     /// Smoothed final validation loss, when the trial finished with one.
     pub score: Option<f64>,
+    /// What training did to its training loss (`TrialResult::learning`).
+    pub learning: Learning,
 }
 
 /// One candidate rate's result in a round, over all its replicates.
@@ -94,6 +132,8 @@ pub struct CandidateResult {
     pub diverged: bool,
     /// Mean validation score over the replicates; lower is better.
     pub score: Option<f64>,
+    /// `Learned` or `Stalled` when every replicate did so, else `Little`.
+    pub learning: Learning,
 }
 
 impl CandidateResult {
@@ -116,6 +156,12 @@ impl CandidateResult {
             lr,
             diverged,
             score,
+            learning: match outcomes.first() {
+                Some(first) if outcomes.iter().all(|o| o.learning == first.learning) => {
+                    first.learning
+                }
+                _ => Learning::Little,
+            },
         }
     }
 
@@ -152,12 +198,53 @@ pub(crate) fn best_index(candidates: &[CandidateResult]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// A completed trial whose smoothed training loss went through `losses`, one a step.
+    fn run(losses: &[f64]) -> TrialResult {
+        TrialResult {
+            lr: 0.1,
+            replicate: 0,
+            status: TrialStatus::Completed,
+            diverged: false,
+            score: Some(1.0),
+            curve: losses
+                .iter()
+                .enumerate()
+                .map(|(k, &smoothed)| CurvePoint {
+                    step: k as u64 + 1,
+                    lr: 0.1,
+                    smoothed,
+                })
+                .collect(),
+            validation: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn learning_compares_the_last_smoothed_loss_with_the_first() {
+        assert_eq!(run(&[2.0, 1.5, 1.8]).learning(), Learning::Learned);
+        assert_eq!(run(&[2.0, 1.8]).learning(), Learning::Learned);
+        assert_eq!(run(&[2.0, 0.5, 1.9]).learning(), Learning::Little);
+        assert_eq!(run(&[2.0, 1.0, 2.0]).learning(), Learning::Stalled);
+        assert_eq!(run(&[2.0, 3.0]).learning(), Learning::Stalled);
+        assert_eq!(run(&[2.0]).learning(), Learning::Little);
+        assert_eq!(run(&[]).learning(), Learning::Little);
+
+        let candidate = |runs: &[&[f64]]| {
+            let outcomes: Vec<ReplicateOutcome> = runs.iter().map(|l| run(l).outcome()).collect();
+            CandidateResult::from_replicates(0.1, &outcomes).learning
+        };
+        assert_eq!(candidate(&[&[2.0, 3.0], &[1.0, 1.0]]), Learning::Stalled);
+        assert_eq!(candidate(&[&[2.0, 3.0], &[1.0, 0.5]]), Learning::Little);
+        assert_eq!(candidate(&[&[2.0, 1.0], &[1.0, 0.5]]), Learning::Learned);
+    }
+
     #[test]
     fn candidate_result_needs_every_replicate_to_score() {
         let done = |score| ReplicateOutcome {
             status: TrialStatus::Completed,
             diverged: false,
             score: Some(score),
+            learning: Learning::Little,
         };
         let r = CandidateResult::from_replicates(0.1, &[done(1.0), done(2.0)]);
         assert_eq!((r.diverged, r.score), (false, Some(1.5)));
@@ -166,6 +253,7 @@ mod tests {
             status: TrialStatus::Pruned,
             diverged: false,
             score: Some(0.5),
+            learning: Learning::Little,
         };
         let r = CandidateResult::from_replicates(0.1, &[done(1.0), pruned]);
         assert_eq!((r.diverged, r.score), (false, None));
@@ -174,6 +262,7 @@ mod tests {
             status: TrialStatus::Pruned,
             diverged: true,
             score: None,
+            learning: Learning::Little,
         };
         let r = CandidateResult::from_replicates(0.1, &[done(1.0), blew_up]);
         assert_eq!((r.diverged, r.score), (true, None));

@@ -2,7 +2,7 @@
 
 use lrsweep_proto::spec::{CoarseToFineSpec, GridSpec, StrategySpec, SweepSpec};
 
-use super::outcome::{CandidateResult, TrialResult, TrialStatus};
+use super::outcome::{CandidateResult, Learning, TrialResult, TrialStatus};
 use super::{CoarseToFine, SingleRound, Strategy};
 
 pub(crate) fn scored(lr: f64, score: f64) -> CandidateResult {
@@ -10,6 +10,7 @@ pub(crate) fn scored(lr: f64, score: f64) -> CandidateResult {
         lr,
         diverged: false,
         score: Some(score),
+        learning: Learning::Little,
     }
 }
 
@@ -18,6 +19,7 @@ pub(crate) fn diverged(lr: f64) -> CandidateResult {
         lr,
         diverged: true,
         score: None,
+        learning: Learning::Little,
     }
 }
 
