@@ -1,11 +1,14 @@
 //! Issue 10's determinism: edge descent's recommendation depends only on the spec and the
 //! trainer's results. The same sweep, as real processes over gRPC with a real database, with 1
-//! local worker, with 3, and with 3 separate workers one of which is killed while it trains a
-//! full-budget trial, recommends the same rates.
+//! local worker, with 3, with 3 separate workers one of which is killed while it trains a
+//! full-budget trial, and with the coordinator killed once the full budget began and restarted
+//! on its database, recommends the same rates.
 
 use std::time::Duration;
 
-use lrsweep_tests::{start_worker, Setup};
+use lrsweep_tests::{
+    free_addr, start_coordinator_on, start_retrying_worker, start_worker, wait_sweep_end, Setup,
+};
 use serde_json::Value;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_e2e-coordinator");
@@ -56,10 +59,16 @@ fn with_local_workers(n: u32) -> (f64, f64) {
 }
 
 #[test]
-fn the_recommendation_is_the_same_with_1_or_3_workers_and_after_a_worker_is_killed() {
+fn the_recommendation_is_the_same_with_1_or_3_workers_and_after_a_worker_or_the_coordinator_is_killed(
+) {
     let one = with_local_workers(1);
     let three = with_local_workers(3);
     assert_eq!(one, three, "1 worker vs 3 workers");
+    assert_eq!(
+        one,
+        coordinator_killed_mid_sweep(),
+        "undisturbed vs the coordinator killed and restarted"
+    );
 
     // A held ladder rate may be stopped behind the incumbent within a few dozen steps, before
     // the kill lands; such a run disturbed nothing, and the sweep is run again (at most 3 times).
@@ -117,4 +126,39 @@ fn killed_mid_trial() -> ((f64, f64), bool) {
         "trial {trial} was running when its worker died, and never ran again"
     );
     (recommendation(&s.report()), again)
+}
+
+/// A sweep with 2 workers whose coordinator is SIGKILLed as soon as it hands out the first
+/// full-budget trial and restarted on the same database and address: the resumed sweep rebuilds
+/// the probes' and the scout's results (stability, scores, what each did to its training loss)
+/// from the stored traces. Its recommendation.
+fn coordinator_killed_mid_sweep() -> (f64, f64) {
+    let s = Setup::new("determinism-restart", SPEC);
+    let addr = free_addr();
+    let report = s.report.to_str().expect("utf-8 temp dir");
+    let args = ["--db", &s.db, "--spec", &s.spec, "--report", report];
+    let (mut first, _) = start_coordinator_on(COORDINATOR, &addr, &args);
+    let mut workers = vec![
+        start_retrying_worker(&[], WORKER, &addr, "alpha"),
+        start_retrying_worker(&[], WORKER, &addr, "beta"),
+    ];
+    first.wait_for_event("trial_dispatched", Duration::from_secs(120), |e| {
+        e["steps"] == 300
+    });
+    first.child.kill().expect("SIGKILL the coordinator");
+    first.child.wait().expect("the coordinator is gone");
+    assert!(
+        first.events("recommendation").is_empty(),
+        "the sweep ended before the kill: {:#?}",
+        first.tail(10)
+    );
+    let (mut second, _) = start_coordinator_on(COORDINATOR, &addr, &args);
+    wait_sweep_end(&mut second, &mut workers);
+    assert_eq!(
+        second.events("sweep_resumed").len(),
+        1,
+        "{:#?}",
+        second.tail(20)
+    );
+    recommendation(&s.report())
 }
