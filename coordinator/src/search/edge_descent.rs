@@ -44,9 +44,14 @@ enum Stage {
 }
 
 impl Stage {
-    /// Whether the stage's rounds train the full budget.
-    fn full_budget(&self) -> bool {
-        matches!(self, Stage::Ladder | Stage::Refine { .. })
+    /// What the stage's rounds train.
+    fn budget(&self) -> Budget {
+        match self {
+            Stage::Edge | Stage::Done => Budget::Probe,
+            Stage::Scout => Budget::Scout,
+            Stage::Ladder => Budget::FullHeld,
+            Stage::Refine { .. } => Budget::Full,
+        }
     }
 }
 
@@ -83,6 +88,12 @@ enum Budget {
     /// one seed's noise can put the better rate behind for a while, and whose losses the
     /// final fit needs.
     Full,
+}
+
+impl Budget {
+    fn full(&self) -> bool {
+        matches!(self, Budget::FullHeld | Budget::Full)
+    }
 }
 
 pub struct EdgeDescent {
@@ -142,13 +153,19 @@ impl EdgeDescent {
         (at.max(0.0) as u32).min(self.n - 1)
     }
 
-    /// A round on `indices` at the probes' budget or at the full one (`Budget`).
-    fn plan(&mut self, indices: BTreeSet<u32>, budget: Budget) -> RoundPlan {
-        let round = match budget {
+    /// The spec round whose steps and data fraction `budget` trains.
+    fn round_of(&self, budget: Budget) -> u32 {
+        match budget {
             Budget::Probe => 0,
             Budget::Scout => 1,
             Budget::FullHeld | Budget::Full => self.search.last_round(),
-        };
+        }
+    }
+
+    /// A round on `indices` at the current stage's budget (`Stage::budget`).
+    fn plan(&mut self, indices: BTreeSet<u32>) -> RoundPlan {
+        let budget = self.stage.budget();
+        let round = self.round_of(budget);
         let held = budget == Budget::FullHeld;
         let incumbent = self.best().filter(|_| held).map(|(i, score)| Incumbent {
             lr: self.lr(i),
@@ -187,7 +204,7 @@ impl EdgeDescent {
         let probes: BTreeSet<u32> = (1..=k)
             .map(|j| (lo + ((hi - lo) * j + (k + 1) / 2) / (k + 1)).clamp(lo + 1, hi - 1) as u32)
             .collect();
-        Some(self.plan(probes, Budget::Probe))
+        Some(self.plan(probes))
     }
 
     /// Records a round's candidates: stability always, scores after the edge stage.
@@ -197,8 +214,8 @@ impl EdgeDescent {
     /// units) shows instability that way. Below every rate that learned, stalling only means
     /// too slow for the budget.
     fn record(&mut self, results: &[CandidateResult]) {
-        let full = self.stage.full_budget();
-        let budget = self.budget_round();
+        let full = self.stage.budget().full();
+        let budget = self.round_of(self.stage.budget());
         for c in results {
             let i = self.index(c.lr);
             if c.usable() {
@@ -241,15 +258,6 @@ impl EdgeDescent {
                     .map(|(&i, _)| i)
             })
             .min()
-    }
-
-    /// The spec round whose budget the current stage trains.
-    fn budget_round(&self) -> u32 {
-        match self.stage {
-            Stage::Edge | Stage::Done => 0,
-            Stage::Scout => 1,
-            Stage::Ladder | Stage::Refine { .. } => self.search.last_round(),
-        }
     }
 
     fn mark_unstable(&mut self, i: u32) {
@@ -317,7 +325,7 @@ impl EdgeDescent {
     /// a model that does not learn (near the edge) and the real optimum further down.
     fn ladder_round(&mut self) -> Option<RoundPlan> {
         let rates = self.descent(&self.finals, self.ladder_top?, self.best().is_some())?;
-        Some(self.plan(rates, Budget::FullHeld))
+        Some(self.plan(rates))
     }
 
     /// The scout's next rates: the ladder's descent at the middle budget, from the edge rate.
@@ -327,7 +335,7 @@ impl EdgeDescent {
         }
         let scored = self.scouted.values().any(Option::is_some);
         let rates = self.descent(&self.scouted, self.top?, scored)?;
-        Some(self.plan(rates, Budget::Scout))
+        Some(self.plan(rates))
     }
 
     /// The next `ladder_width` rates `ladder_stride` apart below the lowest of `tried` (from
@@ -418,7 +426,7 @@ impl EdgeDescent {
             .collect();
             if !rates.is_empty() {
                 self.stage = Stage::Refine { stride };
-                return Some(self.plan(rates, Budget::Full));
+                return Some(self.plan(rates));
             }
             stride /= 2;
         }
@@ -501,7 +509,7 @@ impl Strategy for EdgeDescent {
 
     fn next_round(&mut self, results: &[TrialResult]) -> Option<RoundPlan> {
         self.record(&candidates(results));
-        if self.stage.full_budget() {
+        if self.stage.budget().full() {
             for r in results {
                 let i = self.index(r.lr);
                 if self.finals.get(&i).is_some_and(Option::is_some) {

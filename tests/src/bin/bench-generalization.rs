@@ -933,9 +933,8 @@ fn main() {
     );
     let mut summary = Vec::new();
     for (variant, results) in &by_variant {
-        let hits = results.iter().filter(|r| r.0 <= HIT).count();
-        let med_q = median(&mut results.iter().map(|r| r.0).collect::<Vec<_>>());
-        let worst = results.iter().map(|r| r.0).fold(0.0, f64::max);
+        let quality: Vec<f64> = results.iter().map(|r| r.0).collect();
+        let (hits, med_q, worst) = quality_summary(&quality);
         let med_pct = median(&mut results.iter().map(|r| r.1).collect::<Vec<_>>());
         let max_pct = results.iter().map(|r| r.1).fold(0.0, f64::max);
         println!(
@@ -1063,6 +1062,13 @@ fn optuna_runs(path: &Path, instances: &[Instance]) -> Vec<Run> {
     runs
 }
 
+/// Of picks' qualities: the hits (within `HIT` of L*), the median and the worst.
+fn quality_summary(quality: &[f64]) -> (usize, f64, f64) {
+    let hits = quality.iter().filter(|&&q| q <= HIT).count();
+    let worst = quality.iter().copied().fold(0.0, f64::max);
+    (hits, median(&mut quality.to_vec()), worst)
+}
+
 /// What picking by a few seeds' losses can reach at all: on every instance, the argmin over the
 /// whole grid of the mean of k ground-truth seeds (20 rotations of the seed list), scored
 /// against the mean of the other seeds. k = 1 is an exhaustive single-seed grid search, the
@@ -1103,9 +1109,7 @@ fn ceiling(gt: &GroundTruth, instances: &[Instance]) -> Value {
                 quality.push(if q.is_finite() { q } else { f64::INFINITY });
             }
         }
-        let hits = quality.iter().filter(|&&q| q <= HIT).count();
-        let worst = quality.iter().copied().fold(0.0, f64::max);
-        let med = median(&mut quality);
+        let (hits, med, worst) = quality_summary(&quality);
         // A pick that diverges on the other seeds scores astronomically: shown as such.
         let worst_text = if worst < 1e3 {
             format!("{worst:.4}")
